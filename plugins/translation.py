@@ -1,0 +1,82 @@
+"""Translation: parallel text in any direction.
+
+Files are found in the data folder as `{split}.{lang}` pairs (one sentence a line, aligned), or as
+`{split}.tsv` / `{split}.jsonl` with one column/field per language. Split names map through
+`data.splits` (e.g. `test: test2016`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator, Literal, Optional
+
+import t2t
+from t2t.data import read_jsonl, read_parallel, read_tsv
+from t2t.errors import DataError
+from t2t.options import DataOptions, OptionError, option
+
+
+@dataclasses.dataclass(frozen=True)
+class TranslationOptions(DataOptions):
+    source: str = option(help="source language code (file suffix, TSV column or JSON field)")
+    target: str = option(help="target language code")
+    format: Literal["text", "tsv", "jsonl"] = option("text", help="text: {split}.{lang} files; tsv/jsonl: one file per split")
+    splits: dict[str, str] = option(factory=dict, help="file stem of each split, e.g. {test: test2016}")
+    max_ratio: Optional[float] = option(None, min=1.0, help="drop training pairs whose word-length ratio exceeds this")
+    min_words: int = option(1, min=1, help="drop training pairs with a side shorter than this many words")
+    max_words: Optional[int] = option(None, min=1, help="drop training pairs with a side longer than this many words")
+
+    def check(self) -> None:
+        if self.source == self.target:
+            raise OptionError("target", f"'{self.target}' is also the source language")
+        unknown = set(self.splits) - {"train", "valid", "test"}
+        if unknown:
+            raise OptionError("splits", f"unknown split(s) {sorted(unknown)}; allowed: train, valid, test")
+
+
+class Translation(t2t.Task):
+    """Sentence pairs in `source` and `target` languages."""
+
+    name = "translation"
+    Options = TranslationOptions
+    default_metrics = ("bleu", "chrf")
+
+    def read(self, split: str) -> Iterator[t2t.Example]:
+        o = self.options
+        stem = o.splits.get(split, split)
+        if o.format == "text":
+            rows = read_parallel(self.path(f"{stem}.{o.source}"), self.path(f"{stem}.{o.target}"), self.problems)
+        else:
+            rows = self._rows(self.path(f"{stem}.{o.format}"))
+        for i, (src, tgt, where) in enumerate(rows):
+            if split == "train" and not self._keep(src, tgt):
+                continue
+            yield t2t.Example(src, tgt, id=where)
+
+    def _rows(self, path) -> Iterator[tuple[str, str, str]]:
+        o = self.options
+        reader = read_tsv(path, self.problems) if o.format == "tsv" else read_jsonl(path, self.problems)
+        for lineno, row in reader:
+            missing = [k for k in (o.source, o.target) if k not in row]
+            if missing:
+                if lineno <= 2 and o.format == "tsv":
+                    raise DataError(f"{path}: no column {missing[0]!r}; the header has {list(row)}")
+                self.problems.report(f"{path}:{lineno}", f"missing field(s) {missing}")
+                continue
+            src, tgt = str(row[o.source]), str(row[o.target])
+            if not src.strip() or not tgt.strip():
+                self.problems.report(f"{path}:{lineno}", "empty source or target")
+                continue
+            yield src, tgt, f"{path.name}:{lineno}"
+
+    def _keep(self, src: str, tgt: str) -> bool:
+        o = self.options
+        ls, lt = len(src.split()), len(tgt.split())
+        if min(ls, lt) < o.min_words or (o.max_words is not None and max(ls, lt) > o.max_words):
+            return False
+        return o.max_ratio is None or max(ls, lt) / max(min(ls, lt), 1) <= o.max_ratio
+
+
+@t2t.hookimpl
+def t2t_register_tasks(register):
+    register(Translation)

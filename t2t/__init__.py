@@ -1,0 +1,39 @@
+"""t2t: a plugin-based text-to-text framework.
+
+The public API: plugin authors use `hookimpl`, `Task`, `Example`, `Tokenizer`, `Metric`, `Score`
+and the option helpers; users call `load_recipe`, `train`, `evaluate` and `load`.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from t2t.errors import (CheckpointError, DataError, PluginError, RecipeError, T2TError,  # noqa: E402
+                        TrainingError)
+from t2t.hookspecs import hookimpl  # noqa: E402
+from t2t.metric import Metric, Score  # noqa: E402
+from t2t.options import (DataOptions, DecodeOptions, MetricOptions, ModelOptions, OptionError, Options,  # noqa: E402,E501
+                         TokenizerOptions, TrainOptions, option)
+from t2t.recipe import Recipe, load_recipe  # noqa: E402
+from t2t.task import Example, Task  # noqa: E402
+from t2t.tokenizer import Tokenizer  # noqa: E402
+from t2t.vocab import Vocab  # noqa: E402
+
+_LAZY = {"train": ("t2t.train", "train"), "evaluate": ("t2t.evaluate", "evaluate"),
+         "load": ("t2t.pipeline", "load"), "Pipeline": ("t2t.pipeline", "Pipeline"),
+         "get_registry": ("t2t.registry", "get_registry"), "Registry": ("t2t.registry", "Registry")}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 't2t' has no attribute '{name}'")
+
+
+__all__ = ["__version__", "hookimpl", "Task", "Example", "Tokenizer", "Metric", "Score", "Vocab",
+           "Recipe", "load_recipe", "option", "Options", "DataOptions", "TokenizerOptions", "ModelOptions",
+           "MetricOptions", "TrainOptions", "DecodeOptions", "OptionError", "T2TError", "RecipeError",
+           "PluginError", "DataError", "CheckpointError", "TrainingError", "train", "evaluate", "load",
+           "Pipeline", "get_registry", "Registry"]

@@ -1,0 +1,177 @@
+"""Checkpoints: atomic save, safe load, averaging, and the run directory's index.
+
+A checkpoint is a dict of tensors and plain Python values (the recipe as YAML text), written to a
+temporary file in the same folder, flushed to disk and renamed over the target, so a crash leaves
+either the old file or the new one. It is read with `torch.load(weights_only=True)`, which never
+runs pickled code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from t2t.errors import CheckpointError
+
+FORMAT = "t2t-checkpoint"
+VERSION = 1
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call `write(file_object)` on a temporary file, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:                                   # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def save(path: Path, payload: dict) -> None:
+    """Write a checkpoint atomically."""
+    payload = {"format": FORMAT, "version": VERSION, **payload}
+    atomic_write(Path(path), lambda f: torch.save(payload, f))
+
+
+def load(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint without running any pickled code; clear errors for anything else."""
+    path = Path(path)
+    if path.is_dir():
+        path = resolve(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain data, "
+                              f"which could run code ({str(e).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        size = path.stat().st_size
+        raise CheckpointError(f"{path}: not a readable checkpoint ({size} bytes; truncated or not a torch file: "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: a torch file, but not a t2t checkpoint (no '{FORMAT}' marker)")
+    if data.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {data['version']} is newer than this t2t "
+                              f"understands ({VERSION}); upgrade t2t")
+    return data
+
+
+# --------------------------------------------------------------------------- run directory
+
+
+def index_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints" / "index.json"
+
+
+def read_index(run_dir: Path) -> dict:
+    p = index_path(run_dir)
+    if not p.exists():
+        return {"checkpoints": [], "best": None, "last": None}
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{p}: unreadable checkpoint index ({e})") from None
+
+
+def write_index(run_dir: Path, index: dict) -> None:
+    text = json.dumps(index, indent=1).encode("utf-8")
+    atomic_write(index_path(run_dir), lambda f: f.write(text))
+
+
+def resolve(path: Path, which: str = "best") -> Path:
+    """A run directory -> its best (or last) checkpoint file; a file stays as it is."""
+    path = Path(path)
+    if path.is_file() or path.suffix == ".pt":
+        return path
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run directory or checkpoint")
+    index = read_index(path)
+    name = index.get(which) or index.get("last")
+    if not name:
+        found = sorted((path / "checkpoints").glob("step_*.pt"))
+        if not found:
+            raise CheckpointError(f"{path}: no checkpoints in this run directory (expected checkpoints/step_*.pt)")
+        return found[-1]
+    return path / "checkpoints" / name
+
+
+def clean_temporaries(run_dir: Path) -> int:
+    """Remove half-written files a killed save left behind; returns how many."""
+    n = 0
+    for tmp in (Path(run_dir) / "checkpoints").glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+def average(paths: Iterable[Path]) -> dict:
+    """A checkpoint whose model weights are the mean of several (same architecture)."""
+    paths = list(paths)
+    if not paths:
+        raise CheckpointError("nothing to average")
+    first = load(paths[0])
+    total = {k: v.double().clone() if v.is_floating_point() else v for k, v in first["model"].items()}
+    for p in paths[1:]:
+        state = load(p)["model"]
+        if state.keys() != total.keys():
+            raise CheckpointError(f"{p}: its parameters differ from {paths[0]}'s; only checkpoints of one run average")
+        for k, v in state.items():
+            if v.is_floating_point():
+                total[k] += v.double()
+    dtypes = {k: v.dtype for k, v in first["model"].items()}
+    out = {k: v for k, v in first.items() if k != "train_state"}
+    out["model"] = {k: (v / len(paths)).to(dtypes[k]) if v.is_floating_point() else v for k, v in total.items()}
+    out["averaged_from"] = [str(p) for p in paths]
+    return out
+
+
+def plain_rng_state() -> dict[str, Any]:
+    """Every RNG's state as tensors and plain values (so weights_only loading accepts it)."""
+    import random
+
+    import numpy as np
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": [np_state[0], torch.from_numpy(np_state[1].astype("int64")), *np_state[2:]]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    import random
+
+    import numpy as np
+    torch.set_rng_state(state["torch"])
+    random.setstate(_tuples(state["python"]))
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype("uint32"), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuples(x):
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x

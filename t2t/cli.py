@@ -1,0 +1,417 @@
+"""The `t2t` command. It parses arguments, calls the library, and prints; nothing else.
+
+Errors the user can fix (T2TError) print as one message and exit with status 1; `--debug` shows the
+traceback. Usage errors exit with 2 (argparse), an interrupt with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from t2t.errors import T2TError
+from t2t.hookspecs import hookimpl
+
+log = logging.getLogger("t2t")
+
+
+# --------------------------------------------------------------------------- output helpers
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines that do not break an active progress bar."""
+
+    def emit(self, record):
+        from tqdm import tqdm
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def _setup_logging(quiet: bool) -> None:
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter("t2t: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+
+
+class ProgressBar:
+    """A training-event plugin that draws a tqdm bar (loss, lr, tokens/s, ETA)."""
+
+    def __init__(self):
+        self.bar = None
+
+    @hookimpl
+    def t2t_run_start(self, run):
+        from tqdm import tqdm
+        if run.rank == 0:
+            self.bar = tqdm(total=run.total_steps, initial=run.step, unit="step", dynamic_ncols=True,
+                            file=sys.stderr, disable=None)
+
+    @hookimpl
+    def t2t_step_end(self, run, step, logs):
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix(loss=f"{logs['loss']:.3f}", lr=f"{logs['lr']:.2e}",
+                                 tok_s=f"{logs['tokens_per_s']:.0f}", refresh=False)
+
+    @hookimpl
+    def t2t_run_end(self, run, summary):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _registry():
+    from t2t.registry import get_registry
+    return get_registry()
+
+
+def _load_recipe(args):
+    from t2t.recipe import load_recipe
+    return load_recipe(args.recipe, args.overrides)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_train(args) -> int:
+    if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _relaunch(args.nproc)
+    recipe = _load_recipe(args)
+    from t2t.train import train
+    summary = _with_progress(lambda: train(recipe, data_dir=args.data_dir, device=args.device, resume=args.resume,
+                                           reset=_split(args.reset), overwrite=args.overwrite))
+    _print_summary(summary)
+    return 130 if summary["status"] == "interrupted" else 0
+
+
+def _with_progress(fn):
+    reg = _registry()
+    bar = ProgressBar()
+    reg.register(bar, name="progress-bar", package="t2t")
+    try:
+        return fn()
+    finally:
+        reg.unregister("progress-bar")
+
+
+def _relaunch(nproc: int) -> int:
+    """Run this same command under torchrun with `nproc` workers on this machine."""
+    argv = [a for a in sys.argv[1:]]
+    for i, a in enumerate(argv):
+        if a == "--nproc":
+            del argv[i: i + 2]
+            break
+        if a.startswith("--nproc="):
+            del argv[i]
+            break
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "t2t.cli", *argv]
+    return subprocess.call(cmd)
+
+
+def _print_summary(summary: dict) -> None:
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    best = summary.get("best")
+    best_text = f"; best {summary['metric']} {best:.4g} at step {summary['best_step']}" if best is not None else ""
+    print(f"training {summary['status']} after {summary['step']} steps in {summary['time_s']}s{best_text}; "
+          f"checkpoints in {summary['run_dir']}/checkpoints")
+    if summary["status"] == "interrupted":
+        print(f"resume with: t2t train RECIPE --resume  (output_dir {summary['run_dir']})")
+
+
+def cmd_evaluate(args) -> int:
+    from t2t.evaluate import evaluate
+    recipe = _load_recipe(args) if args.recipe else None
+    report = evaluate(args.checkpoint, recipe, split=args.split, data_dir=args.data_dir, device=args.device,
+                      out_dir=args.out, limit=args.limit, **_decode_overrides(args))
+    _print_report(report)
+    return 0
+
+
+def _print_report(report: dict) -> None:
+    print(f"{report['task']} {report['split']}: {report['sentences']} sentences, "
+          f"{report['sentences_per_s']} sentences/s")
+    for name, s in report["metrics"].items():
+        print(f"  {name:<12} {s['value']:8.2f}   {s.get('signature', '')}")
+        for sub, v in s.get("details", {}).items():
+            if isinstance(v, float) and sub != name:
+                print(f"    {sub:<10} {v:8.2f}")
+    for name, metrics in report.get("baselines", {}).items():
+        print(f"  baseline {name}: " + ", ".join(f"{k} {s['value']:.2f}" for k, s in metrics.items()))
+    print(f"report: {report['outputs']['side_by_side'].rsplit('.', 1)[0]}.report.json (and .md)")
+
+
+def cmd_run(args) -> int:
+    recipe = _load_recipe(args)
+    from t2t.evaluate import evaluate
+    from t2t.train import train
+    summary = _with_progress(lambda: train(recipe, data_dir=args.data_dir, device=args.device, resume=args.resume,
+                                           overwrite=args.overwrite))
+    _print_summary(summary)
+    if summary["status"] == "interrupted":
+        return 130
+    report = evaluate(recipe.output_dir, recipe, split=args.split, data_dir=args.data_dir, device=args.device)
+    _print_report(report)
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from t2t.pipeline import load
+    pipe = load(args.checkpoint, device=args.device, data_dir=args.data_dir)
+    opts = pipe.decode_options(**_decode_overrides(args))
+    if opts.nbest > opts.beam and not opts.sampling:
+        raise T2TError(f"--nbest {opts.nbest} needs --beam of at least {opts.nbest}")
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    interactive = args.input in (None, "-") and sys.stdin.isatty()
+    source = open(args.input, encoding="utf-8") if args.input not in (None, "-") else sys.stdin
+    try:
+        if interactive:
+            print("type a sentence and press Enter (Ctrl-D to quit)", file=sys.stderr)
+        chunk = []
+        first = True
+        for line in _lines(source, interactive):
+            chunk.append(line)
+            if interactive or len(chunk) >= 1000:
+                _generate_chunk(pipe, chunk, opts, args, out, first)
+                first, chunk = False, []
+        if chunk:
+            _generate_chunk(pipe, chunk, opts, args, out, first)
+    finally:
+        if args.output:
+            out.close()
+    return 0
+
+
+def _lines(stream, interactive: bool):
+    while True:
+        if interactive:
+            print("> ", end="", file=sys.stderr, flush=True)
+        line = stream.readline()
+        if not line:
+            return
+        yield line.rstrip("\r\n")
+
+
+def _generate_chunk(pipe, lines, opts, args, out, first: bool) -> None:
+    need_attn = bool(args.plot_attention) and first
+    results = pipe.search(lines, opts, seed=args.seed, need_attention=need_attn)
+    for src, hyps in zip(lines, results):
+        texts = [pipe.detokenize(h.tokens) for h in hyps]
+        if args.format == "jsonl":
+            out.write(json.dumps({"source": src, "hypotheses": [
+                {"text": t, "score": round(h.score, 5), "logprob": round(h.logprob, 5),
+                 **({"token_logprobs": [round(x, 4) for x in h.token_logprobs]} if args.token_logprobs else {})}
+                for t, h in zip(texts, hyps)]}, ensure_ascii=False) + "\n")
+        elif len(texts) > 1:
+            for t, h in zip(texts, hyps):
+                out.write(f"{t}\t{h.score:.4f}\n")
+            out.write("\n")
+        else:
+            out.write(texts[0] + "\n")
+        out.flush()
+    if need_attn:
+        from t2t.plot import plot_attention
+        hyp = results[0][0]
+        tgt_pieces = [pipe.tgt_tok.vocab.tokens[i] for i in hyp.tokens] + ["</s>"]
+        src_pieces = pipe.src_tok.tokenize(pipe.src_tok.normalize(lines[0])) if pipe.src_tok else None
+        path = plot_attention(hyp.attention, src_pieces, tgt_pieces, args.plot_attention)
+        print(f"attention of the first sentence drawn to {path}", file=sys.stderr)
+
+
+def cmd_plugins(args) -> int:
+    reg = _registry()
+    if args.json or args.verbose:
+        info = {"plugins": reg.describe(), "failures": [f.__dict__ for f in reg.failures]}
+        if args.json:
+            print(json.dumps(info, indent=1))
+            return 0
+        for p in info["plugins"]:
+            print(f"{p['plugin']}  ({p['package']} {p['version']})")
+            print(f"  hooks: {', '.join(p['hooks'])}")
+            for kind, names in p["registered"].items():
+                print(f"  {kind}: {', '.join(names)}")
+    else:
+        from t2t.registry import KINDS
+        for kind in KINDS:
+            entries = reg.entries(kind)
+            print(f"{kind}:")
+            for name in sorted(entries):
+                e = entries[name]
+                doc = (e.obj.__doc__ or "").strip().splitlines()[0] if e.obj.__doc__ else ""
+                print(f"  {name:<16} {e.package:<14} {doc}")
+    for f in reg.failures:
+        print(f"broken plugin {f.plugin} ({f.package}): {f.message}", file=sys.stderr)
+    return 0
+
+
+def cmd_average(args) -> int:
+    from t2t import checkpoint as ckpt
+    paths = [Path(p) for p in args.checkpoints]
+    if len(paths) == 1 and paths[0].is_dir():
+        found = sorted((paths[0] / "checkpoints").glob("step_*.pt"))
+        if not found:
+            raise T2TError(f"{paths[0]}: no checkpoints to average")
+        paths = found[-args.last:]
+    averaged = ckpt.average(paths)
+    ckpt.save(Path(args.output), averaged)
+    print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) into {args.output}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from t2t.plot import plot_curves
+    out = args.output or str(Path(args.run_dir) / "curves.png")
+    print(f"wrote {plot_curves(Path(args.run_dir), Path(out))}")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from t2t.scoring import score_files
+    report = score_files(args.hyp, args.ref, _split(args.metrics), hyp2=args.hyp2, bootstrap=args.bootstrap,
+                         seed=args.seed)
+    print(json.dumps(report, indent=1, ensure_ascii=False) if args.json else report["text"])
+    return 0
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _split(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _decode_overrides(args) -> dict:
+    keys = ("beam", "nbest", "length_penalty", "max_len_a", "max_len_b", "min_len", "no_repeat_ngram_size",
+            "unk_penalty", "temperature", "top_k", "top_p", "max_sentences")
+    out = {k: getattr(args, k, None) for k in keys}
+    if getattr(args, "sampling", False):
+        out["sampling"] = True
+    return out
+
+
+def _add_decode_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding (override the recipe's decode section)")
+    g.add_argument("--beam", type=int, help="beam size (1: greedy)")
+    g.add_argument("--nbest", type=int, help="hypotheses per input")
+    g.add_argument("--length-penalty", type=float, help="GNMT alpha")
+    g.add_argument("--max-len-a", type=float, help="max length = a * source length + b")
+    g.add_argument("--max-len-b", type=int)
+    g.add_argument("--min-len", type=int)
+    g.add_argument("--no-repeat-ngram-size", type=int)
+    g.add_argument("--unk-penalty", type=float)
+    g.add_argument("--sampling", action="store_true", help="sample instead of searching")
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--top-k", type=int)
+    g.add_argument("--top-p", type=float)
+    g.add_argument("--max-sentences", type=int, help="sentences per decoding batch")
+
+
+def _add_common(p: argparse.ArgumentParser, recipe: bool | str = True) -> None:
+    if recipe == "optional":
+        p.add_argument("recipe", nargs="?", help="recipe YAML (default: the checkpoint's own)")
+    elif recipe:
+        p.add_argument("recipe", help="recipe YAML")
+    if recipe:
+        p.add_argument("overrides", nargs="*", metavar="key.path=value", help="recipe overrides, e.g. train.lr=1e-3")
+    p.add_argument("--data-dir", default=None, help="base folder for data.dir (default: $T2T_DATA)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from t2t import __version__
+    parser = argparse.ArgumentParser(prog="t2t", description="plugin-based text-to-text framework")
+    parser.add_argument("--version", action="version", version=f"t2t {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--quiet", action="store_true", help="only warnings and results")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a recipe")
+    _add_common(p)
+    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    p.add_argument("--reset", help="with --resume: comma list of optimizer,scheduler,dataloader,meters to start afresh")
+    p.add_argument("--overwrite", action="store_true", help="delete the run's checkpoints and start over")
+    p.add_argument("--nproc", type=int, help="train with N processes on this machine (torchrun)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("run", help="train a recipe, then evaluate it on the test split")
+    _add_common(p)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--split", default="test")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("evaluate", help="decode a split with a checkpoint and score it")
+    _add_common(p, recipe="optional")
+    p.add_argument("--checkpoint", required=True, help="run directory or checkpoint file")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", help="folder for hypotheses and the report (default: RUN/eval)")
+    p.add_argument("--limit", type=int, help="only the first N examples")
+    _add_decode_flags(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("generate", help="decode sentences from a file or stdin")
+    _add_common(p, recipe=False)
+    p.add_argument("--checkpoint", required=True, help="run directory or checkpoint file")
+    p.add_argument("--input", help="input file, one source a line (default: stdin)")
+    p.add_argument("--output", help="output file (default: stdout)")
+    p.add_argument("--format", choices=("plain", "jsonl"), default="plain")
+    p.add_argument("--token-logprobs", action="store_true", help="jsonl: include per-token log-probabilities")
+    p.add_argument("--seed", type=int, help="sampling seed (default: the recipe's)")
+    p.add_argument("--plot-attention", metavar="OUT.png", help="draw the first sentence's attention")
+    _add_decode_flags(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("plugins", help="list installed tasks, tokenizers, metrics and models")
+    p.add_argument("--verbose", action="store_true", help="per plugin: package, version, hooks, names")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("average", help="average the weights of several checkpoints")
+    p.add_argument("checkpoints", nargs="+", help="checkpoint files, or one run directory")
+    p.add_argument("--last", type=int, default=5, help="with a run directory: its last N checkpoints")
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=cmd_average)
+
+    p = sub.add_parser("plot", help="draw a run's loss and metric curves to PNG")
+    p.add_argument("run_dir")
+    p.add_argument("--output", help="PNG path (default: RUN/curves.png)")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("score", help="score hypothesis files against references")
+    p.add_argument("--metrics", default="bleu,chrf", help="comma list of metric names")
+    p.add_argument("--hyp", required=True)
+    p.add_argument("--ref", required=True, action="append", help="reference file (repeat for more references)")
+    p.add_argument("--hyp2", help="a second system: paired bootstrap significance against --hyp")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_score)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    quiet = args.quiet or int(os.environ.get("RANK", "0")) != 0
+    _setup_logging(quiet)
+    try:
+        return args.func(args)
+    except T2TError as e:
+        if args.debug:
+            raise
+        print(f"t2t: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("t2t: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""torch.distributed set-up for `torchrun` (or `t2t train --nproc N`): one process per device.
+
+NCCL on GPUs, gloo on CPUs. Every collective has a timeout, so when one worker dies the others
+stop with a message instead of hanging.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from t2t.errors import TrainingError
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def from_environment() -> Dist:
+    """The process's place in a torchrun job (rank 0 of 1 when not launched by torchrun)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    return Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def init(d: Dist, device: torch.device, timeout_s: float = 600.0) -> None:
+    if not d.enabled or dist.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, rank=d.rank, world_size=d.world_size,
+                            timeout=datetime.timedelta(seconds=timeout_s))
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _guard(fn, what: str):
+    try:
+        return fn()
+    except RuntimeError as e:
+        raise TrainingError(f"distributed training: {what} failed; another worker probably stopped "
+                            f"({str(e).splitlines()[0]}). Resume with --resume once all workers can run.") from None
+
+
+def all_sum(values: list[float], device: torch.device) -> list[float]:
+    """Element-wise sum of a list of numbers over all workers."""
+    if not dist.is_initialized():
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    _guard(lambda: dist.all_reduce(t), "summing across workers")
+    return t.tolist()
+
+
+def broadcast(obj, device: torch.device):
+    """Rank 0's Python object, on every worker."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    _guard(lambda: dist.broadcast_object_list(box, src=0, device=device), "broadcast from rank 0")
+    return box[0]
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        _guard(dist.barrier, "waiting for the other workers")

@@ -1,0 +1,124 @@
+"""Evaluate a checkpoint: decode a split, score it with the recipe's metrics, write the report.
+
+Outputs go to `OUT/` (default: the run's `eval/` folder): `{split}.hyp` (one hypothesis a line),
+`{split}.tsv` (id, source, hypothesis, references side by side), `{split}.report.json` and
+`{split}.report.md`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+from t2t.errors import T2TError
+from t2t.metric import Metric, Score, check_lengths
+from t2t.pipeline import Pipeline, build_task
+from t2t.recipe import Recipe
+
+log = logging.getLogger("t2t")
+
+
+def run_dir_of(checkpoint_path: Path) -> Path:
+    """The run directory a checkpoint file belongs to (its folder's parent for checkpoints/*.pt)."""
+    p = Path(checkpoint_path)
+    return p.parent.parent if p.parent.name == "checkpoints" else p.parent
+
+
+def metric_objects(recipe: Recipe, registry, names: Sequence[str] | None = None) -> list[Metric]:
+    specs = recipe.metrics if names is None else [m for m in recipe.metrics if m.name in names]
+    return [registry.get("metrics", m.name)(m.options) for m in specs]
+
+
+def evaluate(checkpoint: str | Path, recipe: Recipe | None = None, split: str = "test", data_dir=None,
+             device: str = "auto", out_dir: str | Path | None = None, registry=None, limit: int | None = None,
+             **decode_overrides) -> dict:
+    """Decode `split` with the checkpoint's model and score it; returns the report (also written)."""
+    pipe = Pipeline.from_checkpoint(checkpoint, device=device, registry=registry, data_dir=data_dir)
+    if recipe is not None:                       # the given recipe says what to evaluate on and how
+        pipe.recipe = dataclasses.replace(pipe.recipe, data=recipe.data, decode=recipe.decode,
+                                          metrics=recipe.metrics, task=recipe.task)
+        pipe.task = build_task(pipe.recipe, pipe.registry, data_dir)
+    opts = pipe.decode_options(**decode_overrides)
+    examples = pipe.task.examples(split)[:limit]
+    metrics = metric_objects(pipe.recipe, pipe.registry)
+    out = Path(out_dir) if out_dir else run_dir_of(pipe.checkpoint_path) / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with open(out / f"{split}.hyp", "w", encoding="utf-8") as fh, open(out / f"{split}.tsv", "w", encoding="utf-8") as ft:
+        ft.write("id\tsource\thypothesis\treferences\n")
+        for start in range(0, len(examples), opts.max_sentences * 4):
+            chunk = examples[start: start + opts.max_sentences * 4]
+            results = pipe.search([ex.source for ex in chunk], opts)
+            texts = [pipe.detokenize(r[0].tokens) for r in results]
+            for m in metrics:
+                m.update(texts, [ex.refs for ex in chunk])
+            for ex, text in zip(chunk, texts):
+                fh.write(_one_line(text) + "\n")
+                src = ex.source if isinstance(ex.source, str) else f"<features {tuple(ex.source.shape)}>"
+                ft.write("\t".join(_one_line(x) for x in (ex.id, src, text, " ||| ".join(ex.refs))) + "\n")
+    elapsed = time.time() - started
+    scores = {m.name: m.result() for m in metrics}
+    report = {
+        "task": pipe.recipe.task, "split": split, "sentences": len(examples),
+        "checkpoint": str(pipe.checkpoint_path), "decode": dataclasses.asdict(opts),
+        "metrics": {k: s.to_dict() for k, s in scores.items()},
+        "time_s": round(elapsed, 2), "sentences_per_s": round(len(examples) / max(elapsed, 1e-9), 2),
+        "device": str(pipe.device), "outputs": {"hypotheses": str(out / f"{split}.hyp"), "side_by_side": str(out / f"{split}.tsv")},
+    }
+    write_report(report, out / f"{split}.report")
+    return report
+
+
+def score_texts(metrics: Sequence[Metric], hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict[str, Score]:
+    """Score hypotheses against per-sentence reference lists with several metrics."""
+    check_lengths(hyps, refs)
+    return {m.name: m.compute(hyps, refs) for m in metrics}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).replace("\t", " ").splitlines())
+
+
+def write_report(report: dict, stem: Path) -> None:
+    """`stem.json` and `stem.md` (a table of every metric with its signature)."""
+    stem = Path(stem)
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+    stem.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# Evaluation: {report.get('task', '')} / {report.get('split', '')}", ""]
+    for key in ("checkpoint", "sentences", "time_s", "sentences_per_s", "device"):
+        if key in report:
+            lines.append(f"- {key}: {report[key]}")
+    if "decode" in report:
+        d = report["decode"]
+        mode = "sampling" if d.get("sampling") else ("greedy" if d.get("beam") == 1 else f"beam {d.get('beam')}")
+        lines.append(f"- decoding: {mode}, length penalty {d.get('length_penalty')}, "
+                     f"max length {d.get('max_len_a')} * source + {d.get('max_len_b')}")
+    lines += ["", "| system | metric | value | signature |", "|---|---|---|---|"]
+    systems = {"model": report.get("metrics", {})}
+    systems.update({f"baseline {k}": v for k, v in report.get("baselines", {}).items()})
+    for system, metrics in systems.items():
+        for name, s in metrics.items():
+            lines.append(f"| {system} | {name} | {s['value']:.2f} | `{s.get('signature', '')}` |")
+            for sub, v in s.get("details", {}).items():
+                if isinstance(v, float) and sub != name:
+                    ci = s["details"].get("ci95", {}).get(sub)
+                    ci_text = f" (95% CI {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""
+                    lines.append(f"| {system} | {name}.{sub} | {v:.2f}{ci_text} | |")
+    return "\n".join(lines) + "\n"
+
+
+def read_lines_exact(path: Path) -> list[str]:
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise T2TError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise T2TError(f"{path}: not valid UTF-8 (byte {e.start})") from None
+

@@ -1,0 +1,106 @@
+"""The interface every architecture shares, so one trainer and one search serve them all.
+
+    enc = model.encode(src, src_lengths)          # once per batch
+    state = model.init_state(enc)                 # decoder state: a dict of tensors
+    logits, state = model.decode_step(prev, state)    # one token per row: (B,) -> (B, V)
+    state = model.reorder_state(state, index)     # beam search: pick rows (B',) of state
+
+A state is a dict. Its entry "static" holds what belongs to the source sentence (encoder memory,
+its mask, precomputed attention keys); every other entry belongs to the hypothesis (recurrent
+state, key/value caches). Beam search reorders hypotheses within a sentence, so the static part
+never moves: `reorder_state` leaves it alone, `select_state` (expanding to beams, dropping
+finished sentences) moves everything.
+
+Shapes: B batch, S source length, T target length, D model dim, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from t2t.options import ModelOptions
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model is built for: vocabulary sizes, padding id, and the source kind."""
+
+    src_vocab: int              # 0 when the source is features
+    tgt_vocab: int
+    pad: int = 0
+    feature_dim: int | None = None   # frame size when the source is features
+    shared_vocab: bool = False       # source and target use the same ids (embeddings may be tied)
+
+
+def tree_map(fn, tree: Any) -> Any:
+    """Apply `fn` to every tensor in nested dicts/lists/tuples; other leaves pass through."""
+    if isinstance(tree, torch.Tensor):
+        return fn(tree)
+    if isinstance(tree, dict):
+        return {k: tree_map(fn, v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(tree_map(fn, v) for v in tree)
+    return tree
+
+
+class Seq2Seq(nn.Module):
+    """Base of every encoder-decoder. Subclasses set `name`, `Options` and implement the methods."""
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type[ModelOptions]] = ModelOptions
+
+    def __init__(self, options: ModelOptions, spec: ModelSpec):
+        super().__init__()
+        self.options = options
+        self.spec = spec
+
+    def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> dict:
+        """Encode a batch: src (B, S) ids or (B, S, F) features -> a dict with at least
+        `memory` (B, S', D) and `mask` (B, S') True at real positions."""
+        raise NotImplementedError
+
+    def init_state(self, enc: dict, need_attn: bool = False) -> dict:
+        """The decoder state before the first target token; with `need_attn`, each step leaves
+        its attention over the source in `state["attn"]` (B, S')."""
+        raise NotImplementedError
+
+    def decode_step(self, prev: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """prev (B,) the last emitted ids -> logits (B, V) for the next token, and the new state."""
+        raise NotImplementedError
+
+    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: tgt_in (B, T) -> logits (B, T, V). Must equal running decode_step."""
+        raise NotImplementedError
+
+    def cross_attention(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Source attention weights (B, T, S') under teacher forcing, for plots."""
+        enc = self.encode(src, src_lengths)
+        state, rows = self.init_state(enc, need_attn=True), []
+        for t in range(tgt_in.shape[1]):
+            _, state = self.decode_step(tgt_in[:, t], state)
+            rows.append(state["attn"])
+        return torch.stack(rows, dim=1)
+
+    @staticmethod
+    def reorder_state(state: dict, index: torch.Tensor) -> dict:
+        """Pick hypotheses `index` (B',) within their sentences; the static part stays."""
+        return {k: (v if k == "static" else tree_map(lambda t: t.index_select(0, index), v))
+                for k, v in state.items()}
+
+    @staticmethod
+    def select_state(state: dict, index: torch.Tensor) -> dict:
+        """Pick rows `index` (B',) of the whole state, static part included."""
+        return tree_map(lambda t: t.index_select(0, index), state)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+    """(B,) lengths -> (B, S) bool mask, True at real positions."""
+    max_len = int(lengths.max()) if max_len is None else max_len
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]

@@ -1,0 +1,57 @@
+"""Source front-ends: token embeddings for text, convolutional subsampling for feature frames.
+
+Both map (src, lengths) -> (x (B, S', E), lengths (B,)), so encoders do not care which kind of
+source they read. Shapes: B batch, S source length, F feature size, E output size.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from t2t.models.base import ModelSpec
+
+
+class TokenEmbedding(nn.Module):
+    """Ids (B, S) -> embeddings (B, S, E), optionally scaled by sqrt(E) (Transformer)."""
+
+    def __init__(self, vocab: int, dim: int, pad: int, dropout: float = 0.0, scale: bool = False):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim, padding_idx=pad)
+        self.scale = dim ** 0.5 if scale else 1.0
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.drop(self.embed(src) * self.scale), lengths
+
+
+class ConvSubsampler(nn.Module):
+    """Feature frames (B, S, F) -> (B, ~S/4, E) with two stride-2 3x3 convolutions and ReLU,
+    then a linear layer (the usual speech front-end: 10 ms frames become 40 ms)."""
+
+    def __init__(self, feature_dim: int, dim: int, dropout: float = 0.0, channels: int = 64):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, channels, 3, stride=2), nn.ReLU(),
+                                  nn.Conv2d(channels, channels, 3, stride=2), nn.ReLU())
+        freq = ((feature_dim - 1) // 2 - 1) // 2
+        self.proj = nn.Linear(channels * freq, dim)
+        self.drop = nn.Dropout(dropout)
+
+    @staticmethod
+    def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
+        return (((lengths - 1) // 2 - 1) // 2).clamp(min=1)
+
+    def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if src.shape[1] < 7:                                        # the convolutions need 7 frames
+            src = nn.functional.pad(src, (0, 0, 0, 7 - src.shape[1]))
+        x = self.conv(src.unsqueeze(1))                             # (B, C, S', F')
+        b, c, s, f = x.shape
+        x = self.proj(x.transpose(1, 2).reshape(b, s, c * f))       # (B, S', E)
+        return self.drop(x), self.output_lengths(lengths).clamp(max=s)
+
+
+def source_embedder(spec: ModelSpec, dim: int, dropout: float, scale: bool = False) -> nn.Module:
+    """The front-end for the spec's source kind."""
+    if spec.feature_dim is not None:
+        return ConvSubsampler(spec.feature_dim, dim, dropout)
+    return TokenEmbedding(spec.src_vocab, dim, spec.pad, dropout, scale)

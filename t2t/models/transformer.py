@@ -1,0 +1,213 @@
+"""Encoder-decoder Transformer (Vaswani et al. 2017) with pre-norm (default) or post-norm layers.
+
+Decoding keeps, per decoder layer, a self-attention key/value cache (the hypothesis part of the
+state) and the cross-attention keys/values of the memory, computed once (the static part).
+
+Shapes: B batch, S source length, T target length, D model dim, H heads, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from t2t.models.attention import MultiHeadAttention
+from t2t.models.base import ModelSpec, Seq2Seq, lengths_to_mask
+from t2t.models.frontend import source_embedder
+from t2t.options import ModelOptions, OptionError, option
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerOptions(ModelOptions):
+    arch: str = "transformer"
+    dim: int = option(256, min=8, help="model dimension")
+    layers: int = option(3, min=1, help="layers per side (unless encoder_layers/decoder_layers say otherwise)")
+    encoder_layers: Optional[int] = option(None, min=1, help="encoder layers (default: layers)")
+    decoder_layers: Optional[int] = option(None, min=1, help="decoder layers (default: layers)")
+    heads: int = option(4, min=1, help="attention heads (must divide dim)")
+    ff_dim: int = option(1024, min=1, help="feed-forward inner size")
+    activation: Literal["relu", "gelu"] = option("relu", help="feed-forward activation")
+    norm: Literal["pre", "post"] = option("pre", help="layer norm before (pre) or after (post) each block")
+    positions: Literal["sinusoidal", "learned"] = option("sinusoidal", help="position encoding")
+    max_positions: int = option(1024, min=8, help="longest sequence the position table covers")
+    attention_dropout: float = option(0.0, min=0.0, max=0.9, help="dropout on attention weights")
+    activation_dropout: float = option(0.0, min=0.0, max=0.9, help="dropout inside the feed-forward block")
+    tie_output: bool = option(True, help="tie the target embeddings and the output layer")
+    share_embeddings: bool = option(False, help="one embedding table for source and target (shared vocabulary)")
+
+    def check(self) -> None:
+        if self.dim % self.heads:
+            good = [h for h in (1, 2, 4, 8, 16) if self.dim % h == 0 and h != self.heads]
+            raise OptionError("heads", f"{self.heads} does not divide model.dim {self.dim}; use "
+                              f"{' or '.join(map(str, good[-2:]))}")
+
+
+def sinusoids(length: int, dim: int) -> torch.Tensor:
+    """(length, dim) sine/cosine position table."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    inv = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(pos * inv)
+    table[:, 1::2] = torch.cos(pos * inv[: dim // 2])
+    return table
+
+
+class Positions(nn.Module):
+    def __init__(self, kind: str, length: int, dim: int):
+        super().__init__()
+        if kind == "learned":
+            self.table = nn.Parameter(torch.randn(length, dim) * dim ** -0.5)
+        else:
+            self.register_buffer("table", sinusoids(length, dim), persistent=False)
+        self.length = length
+
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        end = start + x.shape[1]
+        if end > self.length:
+            raise ValueError(f"sequence of {end} positions is longer than model.max_positions {self.length}")
+        return x + self.table[start:end].to(x.dtype)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, ff_dim: int, activation: str, dropout: float):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(dim, ff_dim), nn.Linear(ff_dim, dim)
+        self.act = F.gelu if activation == "gelu" else F.relu
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.drop(self.act(self.fc1(x))))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, o: TransformerOptions):
+        super().__init__()
+        self.pre = o.norm == "pre"
+        self.attn = MultiHeadAttention(o.dim, o.heads, o.attention_dropout)
+        self.ff = FeedForward(o.dim, o.ff_dim, o.activation, o.activation_dropout)
+        self.norm1, self.norm2 = nn.LayerNorm(o.dim), nn.LayerNorm(o.dim)
+        self.drop = nn.Dropout(o.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.pre:
+            x = x + self.drop(self.attn(self.norm1(x), mask))
+            return x + self.drop(self.ff(self.norm2(x)))
+        x = self.norm1(x + self.drop(self.attn(x, mask)))
+        return self.norm2(x + self.drop(self.ff(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, o: TransformerOptions):
+        super().__init__()
+        self.pre = o.norm == "pre"
+        self.self_attn = MultiHeadAttention(o.dim, o.heads, o.attention_dropout)
+        self.cross_attn = MultiHeadAttention(o.dim, o.heads, o.attention_dropout, cross=True)
+        self.ff = FeedForward(o.dim, o.ff_dim, o.activation, o.activation_dropout)
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(o.dim), nn.LayerNorm(o.dim), nn.LayerNorm(o.dim)
+        self.drop = nn.Dropout(o.dropout)
+
+    def forward(self, x, kv, mem_mask, cache=None, need_weights=False):
+        """x (B, T, D); kv: memory keys/values; mem_mask (B, 1, S); cache: this layer's k/v or None."""
+        causal = cache is None or "k" not in cache      # a cached step (T = 1) sees every earlier position
+        weights = None
+        if self.pre:
+            x = x + self.drop(self.self_attn(self.norm1(x), causal=causal, cache=cache))
+            y = self.cross_attn(self.norm2(x), mem_mask, kv=kv, need_weights=need_weights)
+            y, weights = y if need_weights else (y, None)
+            x = x + self.drop(y)
+            x = x + self.drop(self.ff(self.norm3(x)))
+        else:
+            x = self.norm1(x + self.drop(self.self_attn(x, causal=causal, cache=cache)))
+            y = self.cross_attn(x, mem_mask, kv=kv, need_weights=need_weights)
+            y, weights = y if need_weights else (y, None)
+            x = self.norm2(x + self.drop(y))
+            x = self.norm3(x + self.drop(self.ff(x)))
+        return x, weights
+
+
+class Transformer(Seq2Seq):
+    """Encoder-decoder Transformer (pre- or post-norm) with a key/value cache for decoding."""
+
+    name = "transformer"
+    Options = TransformerOptions
+
+    def __init__(self, options: TransformerOptions, spec: ModelSpec):
+        super().__init__(options, spec)
+        o = options
+        if o.share_embeddings and not spec.shared_vocab:
+            raise ValueError("model.share_embeddings needs a shared vocabulary (tokenizer.shared: true)")
+        self.src_embed = source_embedder(spec, o.dim, 0.0, scale=True)
+        self.tgt_embed = nn.Embedding(spec.tgt_vocab, o.dim, padding_idx=spec.pad)
+        if o.share_embeddings:
+            self.tgt_embed.weight = self.src_embed.embed.weight
+        self.src_pos = Positions(o.positions, o.max_positions, o.dim)
+        self.tgt_pos = Positions(o.positions, o.max_positions, o.dim)
+        self.drop = nn.Dropout(o.dropout)
+        self.encoder = nn.ModuleList(EncoderLayer(o) for _ in range(o.encoder_layers or o.layers))
+        self.decoder = nn.ModuleList(DecoderLayer(o) for _ in range(o.decoder_layers or o.layers))
+        self.enc_norm = nn.LayerNorm(o.dim) if o.norm == "pre" else nn.Identity()
+        self.dec_norm = nn.LayerNorm(o.dim) if o.norm == "pre" else nn.Identity()
+        self.out = nn.Linear(o.dim, spec.tgt_vocab, bias=False)
+        self._init_weights()
+        if o.tie_output:
+            self.out.weight = self.tgt_embed.weight
+
+    def _init_weights(self) -> None:
+        for name, p in self.named_parameters():
+            if p.dim() > 1 and "table" not in name:
+                nn.init.xavier_uniform_(p)
+        for emb in (self.tgt_embed, getattr(self.src_embed, "embed", None)):
+            if emb is not None:
+                nn.init.normal_(emb.weight, 0.0, self.options.dim ** -0.5)
+                with torch.no_grad():
+                    emb.weight[self.spec.pad].zero_()
+
+    # ------------------------------------------------------------------ encoder
+    def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> dict:
+        x, lengths = self.src_embed(src, src_lengths)                # (B, S', D)
+        x = self.drop(self.src_pos(x))
+        mask = lengths_to_mask(lengths, x.shape[1])                  # (B, S')
+        attn_mask = mask[:, None, :]                                 # (B, 1, S')
+        for layer in self.encoder:
+            x = layer(x, attn_mask)
+        return {"memory": self.enc_norm(x), "mask": mask}
+
+    def init_state(self, enc: dict, need_attn: bool = False) -> dict:
+        kvs = [layer.cross_attn.memory_kv(enc["memory"]) for layer in self.decoder]
+        static = {"kv": kvs, "mask": enc["mask"][:, None, :]}
+        return {"static": static, "cache": [{} for _ in self.decoder], "pos": 0, "need_attn": need_attn}
+
+    # ------------------------------------------------------------------ decoder
+    def _decode(self, tgt: torch.Tensor, static: dict, caches, start: int, need_weights: bool):
+        x = self.drop(self.tgt_pos(self.tgt_embed(tgt) * self.options.dim ** 0.5, start))
+        weights = None
+        last = len(self.decoder) - 1
+        for i, layer in enumerate(self.decoder):
+            x, w = layer(x, static["kv"][i], static["mask"], None if caches is None else caches[i],
+                         need_weights=need_weights and i == last)
+            weights = w if w is not None else weights
+        return self.out(self.dec_norm(x)), weights
+
+    def decode_step(self, prev: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        caches = [dict(c) for c in state["cache"]]                   # new dicts: old states stay valid
+        logits, weights = self._decode(prev[:, None], state["static"], caches, state["pos"], state["need_attn"])
+        new = {"static": state["static"], "cache": caches, "pos": state["pos"] + 1,
+               "need_attn": state["need_attn"]}
+        if weights is not None:
+            new["attn"] = weights[:, 0]
+        return logits[:, 0], new
+
+    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        static = self.init_state(self.encode(src, src_lengths))["static"]
+        logits, _ = self._decode(tgt_in, static, None, 0, False)
+        return logits                                                # (B, T, V)
+
+    def cross_attention(self, src, src_lengths, tgt_in) -> torch.Tensor:
+        static = self.init_state(self.encode(src, src_lengths))["static"]
+        _, weights = self._decode(tgt_in, static, None, 0, True)
+        return weights                                               # (B, T, S')

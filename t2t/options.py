@@ -1,0 +1,162 @@
+"""Typed option dataclasses: how recipe sections and plugins declare the keys they accept.
+
+Every recipe section is a frozen dataclass. Plugins declare theirs by subclassing one of the base
+option classes below; the recipe validator (`t2t.recipe`) coerces YAML by the declared types and
+checks the bounds given with `option(...)`. Cross-field checks go in `check()`, which raises
+`OptionError(key, message)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal, Optional
+
+
+class OptionError(ValueError):
+    """A value that is well-typed but not allowed; `key` is the offending field."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+def option(default: Any = dataclasses.MISSING, *, min: float | None = None,
+           max: float | None = None, help: str = "", factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with bounds and a one-line description.
+
+    `min`/`max` are inclusive bounds checked by the recipe validator; `help` is shown by
+    `t2t recipe-keys` and in error hints.
+    """
+    meta = {"min": min, "max": max, "help": help}
+    if factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Options:
+    """Base of every options dataclass."""
+
+    def check(self) -> None:
+        """Raise OptionError for values that are well-typed but inconsistent."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataOptions(Options):
+    """Keys under `data:` common to every task; a task's `Options` subclasses this."""
+
+    dir: Optional[str] = option(None, help="data folder, relative to --data-dir/T2T_DATA or absolute")
+    on_error: Literal["fail", "skip"] = option("fail", help="a malformed example stops the run or is skipped and counted")
+    max_source_len: Optional[int] = option(None, min=1, help="longest source in tokens (after tokenization)")
+    max_target_len: Optional[int] = option(None, min=1, help="longest target in tokens (after tokenization)")
+    overlong: Literal["filter", "truncate"] = option("filter", help="what happens to training examples over the limits")
+    train_limit: Optional[int] = option(None, min=1, help="use only the first N training examples")
+    eval_limit: Optional[int] = option(None, min=1, help="use only the first N examples of evaluation splits")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TokenizerOptions(Options):
+    """Keys under `tokenizer:` common to every tokenizer."""
+
+    name: str = option("char", help="tokenizer plugin name")
+    shared: bool = option(True, help="one vocabulary for source and target")
+    lowercase: bool = option(False, help="lower-case text before tokenizing (recorded, applied to both sides)")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelOptions(Options):
+    """Keys under `model:` common to every architecture."""
+
+    arch: str = option("rnn", help="model architecture plugin name")
+    dropout: float = option(0.1, min=0.0, max=0.9, help="dropout probability")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MetricOptions(Options):
+    """Keys of one entry under `metrics:` (a bare name or a mapping with `name`)."""
+
+    name: str = option(help="metric plugin name")
+
+
+def fields_of(cls: type) -> dict[str, dataclasses.Field]:
+    """The dataclass fields of an options class, by name."""
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def to_plain(obj: Any) -> Any:
+    """Options (nested) -> plain dicts/lists/scalars, for saving in runs and checkpoints."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(x) for x in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainOptions(Options):
+    """Keys under `train:`."""
+
+    device: str = option("auto", help="auto | cpu | cuda | cuda:N (the CLI's --device wins)")
+    threads: Optional[int] = option(None, min=1, help="CPU threads for torch (default: torch's choice)")
+    max_tokens: int = option(4096, min=1, help="tokens per batch (source or target, whichever is larger)")
+    max_sentences: Optional[int] = option(None, min=1, help="at most this many examples per batch")
+    max_epochs: int = option(10, min=1, help="stop after this many passes over the training data")
+    max_steps: Optional[int] = option(None, min=1, help="stop after this many optimizer updates")
+    optimizer: Literal["adamw", "adam", "sgd"] = option("adamw", help="optimizer")
+    lr: float = option(1e-3, min=0.0, help="peak learning rate")
+    betas: tuple[float, float] = option((0.9, 0.98), help="Adam betas")
+    weight_decay: float = option(0.0, min=0.0, help="decoupled weight decay (AdamW)")
+    schedule: Literal["constant", "inverse_sqrt", "cosine", "plateau"] = option("constant", help="learning-rate schedule")
+    warmup: int = option(0, min=0, help="linear warm-up steps")
+    min_lr: float = option(0.0, min=0.0, help="floor of the cosine and plateau schedules")
+    plateau_factor: float = option(0.5, min=0.0, max=1.0, help="plateau: multiply lr by this when validation stalls")
+    plateau_patience: int = option(1, min=0, help="plateau: validations without improvement before lowering lr")
+    label_smoothing: float = option(0.0, min=0.0, max=0.99, help="label smoothing of the cross-entropy")
+    clip_norm: float = option(1.0, min=0.0, help="gradient norm clipping (0 turns it off)")
+    update_freq: int = option(1, min=1, help="accumulate gradients over this many batches per update")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = option("auto", help="auto: bf16 autocast on CUDA where supported, else fp32")
+    compile: bool = option(False, help="torch.compile the model")
+    validate_every: Optional[int] = option(None, min=1, help="validate every N updates (default: each epoch)")
+    valid_max_sentences: int = option(300, min=0, help="decode at most this many validation sentences for metrics")
+    valid_metric: Optional[str] = option(None, help="metric that picks the best checkpoint (default: the first metric, else loss)")
+    patience: Optional[int] = option(None, min=1, help="stop after this many validations without improvement")
+    keep_best: int = option(1, min=0, help="best checkpoints kept")
+    keep_last: int = option(1, min=1, help="most recent checkpoints kept")
+    log_every: int = option(50, min=1, help="log every N updates")
+    tensorboard: bool = option(False, help="also write TensorBoard event files (needs `tensorboard`)")
+    max_nonfinite: int = option(20, min=0, help="stop after this many updates skipped for a non-finite loss")
+    max_sentences_decode: int = option(128, min=1, help="sentences per batch when decoding for validation")
+
+    def check(self) -> None:
+        if self.schedule == "inverse_sqrt" and self.warmup == 0:
+            raise OptionError("warmup", "inverse_sqrt needs warmup > 0; try 4000")
+        if self.min_lr > self.lr:
+            raise OptionError("min_lr", f"{self.min_lr} is above train.lr {self.lr}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DecodeOptions(Options):
+    """Keys under `decode:` (and the flags of `t2t generate`)."""
+
+    beam: int = option(1, min=1, help="beam size (1 = greedy)")
+    nbest: int = option(1, min=1, help="hypotheses returned per input (at most beam)")
+    length_penalty: float = option(1.0, min=0.0, help="GNMT alpha: scores divided by ((5+len)/6)**alpha")
+    max_len_a: float = option(1.2, min=0.0, help="max output length = a * source length + b")
+    max_len_b: int = option(10, min=1, help="max output length = a * source length + b")
+    min_len: int = option(0, min=0, help="no end-of-sentence before this many tokens")
+    no_repeat_ngram_size: int = option(0, min=0, help="forbid repeating n-grams of this size (0: off)")
+    unk_penalty: float = option(0.0, help="subtracted from the unknown token's log-probability")
+    sampling: bool = option(False, help="sample instead of searching")
+    temperature: float = option(1.0, min=1e-6, help="sampling temperature")
+    top_k: int = option(0, min=0, help="sample from the k most likely tokens (0: all)")
+    top_p: float = option(1.0, min=0.0, max=1.0, help="nucleus sampling: smallest set with this probability mass")
+    max_sentences: int = option(64, min=1, help="sentences per decoding batch")
+
+    def check(self) -> None:
+        if self.nbest > self.beam and not self.sampling:
+            raise OptionError("nbest", f"{self.nbest} is larger than decode.beam {self.beam}; raise beam or lower nbest")
+        if self.sampling and self.beam > 1:
+            raise OptionError("sampling", "sampling and beam > 1 exclude each other; set beam: 1")

@@ -1,0 +1,188 @@
+"""A recipe's working parts in one object: task, tokenizers, model. `t2t.load(path)` returns one.
+
+    model = t2t.load("runs/quickstart")                # a run directory or a checkpoint file
+    model.generate(["March 5, 2019"], beam=5)           # -> ["2019-03-05"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from t2t import checkpoint as ckpt
+from t2t.data import Encoded, collate
+from t2t.errors import CheckpointError, T2TError
+from t2t.models.base import ModelSpec, Seq2Seq
+from t2t.options import DecodeOptions
+from t2t.recipe import Recipe, recipe_from_text, resolve_data_dir
+from t2t.search import Hypothesis, Specials, generate
+from t2t.task import Task
+from t2t.tokenizer import Tokenizer
+
+
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """'auto' -> CUDA when available, else CPU; a clear error for a device that is not there."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise T2TError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise T2TError(f"device '{name}' asked for, but this machine has no CUDA GPU; use --device cpu")
+    return device
+
+
+def build_task(recipe: Recipe, registry, data_dir: str | os.PathLike | None = None) -> Task:
+    cls = registry.get("tasks", recipe.task)
+    return cls(recipe.data, resolve_data_dir(recipe, data_dir), recipe.seed)
+
+
+def build_tokenizers(recipe: Recipe, registry, task: Task, train_examples: Sequence | None = None,
+                     states: dict | None = None) -> tuple[Tokenizer | None, Tokenizer]:
+    """(source tokenizer or None for feature sources, target tokenizer), trained or restored."""
+    cls = registry.get("tokenizers", recipe.tokenizer.name)
+    text_source = task.source_kind == "text"
+    if states is not None:
+        tgt = cls.from_state(recipe.tokenizer, states["target"])
+        if not text_source:
+            return None, tgt
+        if recipe.tokenizer.shared:
+            return tgt, tgt
+        return cls.from_state(recipe.tokenizer, states["source"]), tgt
+    symbols = task.special_tokens
+    tgt = cls(recipe.tokenizer, symbols)
+    if text_source and recipe.tokenizer.shared:
+        tgt.train([t for ex in train_examples for t in (ex.source, ex.target)])
+        return tgt, tgt
+    tgt.train([ex.target for ex in train_examples])
+    if not text_source:
+        return None, tgt
+    src = cls(recipe.tokenizer, symbols)
+    src.train([ex.source for ex in train_examples])
+    return src, tgt
+
+
+def build_model(recipe: Recipe, registry, spec: ModelSpec) -> Seq2Seq:
+    cls = registry.get("models", recipe.model.arch)
+    try:
+        return cls(recipe.model, spec)
+    except ValueError as e:
+        raise T2TError(f"model '{recipe.model.arch}': {e}") from None
+
+
+class Pipeline:
+    """Task + tokenizers + model on a device: encode sources, decode, detokenize."""
+
+    def __init__(self, recipe: Recipe, task: Task, src_tok: Tokenizer | None, tgt_tok: Tokenizer,
+                 model: Seq2Seq, device: torch.device, registry=None):
+        self.recipe, self.task, self.src_tok, self.tgt_tok = recipe, task, src_tok, tgt_tok
+        self.model, self.device, self.registry = model, device, registry
+        v = tgt_tok.vocab
+        self.specials = Specials(bos=v.bos, eos=v.eos, pad=v.pad, unk=v.unk)
+
+    # ------------------------------------------------------------------ building
+    @staticmethod
+    def model_spec(task: Task, src_tok: Tokenizer | None, tgt_tok: Tokenizer, shared: bool) -> ModelSpec:
+        return ModelSpec(src_vocab=len(src_tok.vocab) if src_tok else 0, tgt_vocab=len(tgt_tok.vocab),
+                         pad=tgt_tok.vocab.pad, feature_dim=task.feature_dim(), shared_vocab=shared and src_tok is tgt_tok)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", registry=None,
+                        data_dir: str | os.PathLike | None = None) -> "Pipeline":
+        if registry is None:
+            from t2t.registry import get_registry
+            registry = get_registry()
+        file = ckpt.resolve(Path(path))
+        data = ckpt.load(file)
+        recipe = recipe_from_text(data["recipe"], registry, where=f"{file} (recipe)")
+        task = build_task(recipe, registry, data_dir)
+        task.load_state_dict(data.get("task_state", {}))
+        src_tok, tgt_tok = build_tokenizers(recipe, registry, task, states=data["tokenizers"])
+        spec = ModelSpec(**data["spec"])
+        model = build_model(recipe, registry, spec)
+        try:
+            model.load_state_dict(data["model"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{file}: weights do not fit the model its recipe describes: "
+                                  f"{str(e).splitlines()[0]}") from None
+        dev = resolve_device(device)
+        model.to(dev).eval()
+        pipe = cls(recipe, task, src_tok, tgt_tok, model, dev, registry)
+        pipe.checkpoint_path = file
+        return pipe
+
+    def payload(self) -> dict:
+        """What a checkpoint needs to rebuild this pipeline (tensors and plain data only)."""
+        from t2t import __version__
+        toks = {"target": self.tgt_tok.state_dict()}
+        if self.src_tok is not None:
+            toks["source"] = self.src_tok.state_dict()
+        model = self.model
+        return {"t2t_version": __version__, "recipe": self.recipe.to_yaml(),
+                "plugins": self.registry.versions() if self.registry else {},
+                "spec": dataclasses.asdict(model.spec), "tokenizers": toks,
+                "task_state": self.task.state_dict(),
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+
+    # ------------------------------------------------------------------ encoding
+    def encode_source(self, source: Any):
+        """An example's source -> ids (text) or a feature tensor (features)."""
+        if self.src_tok is None:
+            return self.task.prepare_source(source)
+        return self.src_tok.encode(source)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self.tgt_tok.decode(ids)
+
+    # ------------------------------------------------------------------ decoding
+    def decode_options(self, **overrides) -> DecodeOptions:
+        opts = dataclasses.replace(self.recipe.decode, **{k: v for k, v in overrides.items() if v is not None})
+        try:
+            opts.check()
+        except ValueError as e:
+            raise T2TError(f"decode.{getattr(e, 'key', '')}: {e}") from None
+        return opts
+
+    @torch.no_grad()
+    def search(self, sources: Sequence[Any], opts: DecodeOptions | None = None, seed: int | None = None,
+               need_attention: bool = False) -> list[list[Hypothesis]]:
+        """Hypotheses for each source, in input order; batches are formed from length-sorted inputs."""
+        opts = opts or self.recipe.decode
+        self.model.eval()
+        encoded = [Encoded(self.encode_source(s), [], i) for i, s in enumerate(sources)]
+        for e in encoded:
+            if e.src_len == 0:
+                e.src = [self.specials.unk] if self.src_tok is not None else e.src
+        order = sorted(range(len(encoded)), key=lambda i: encoded[i].src_len)
+        generator = None
+        if opts.sampling:
+            generator = torch.Generator(device=self.device).manual_seed(self.recipe.seed if seed is None else seed)
+        out: list[list[Hypothesis] | None] = [None] * len(encoded)
+        for start in range(0, len(order), opts.max_sentences):
+            items = [encoded[i] for i in order[start: start + opts.max_sentences]]
+            batch = collate(items, self.specials.pad, self.specials.bos, self.specials.eos, with_target=False)
+            batch = batch.to(self.device)
+            hyps = generate(self.model, batch.src, batch.src_lengths, opts, self.specials, generator, need_attention)
+            for item, h in zip(items, hyps):
+                out[item.index] = h
+        return out
+
+    def generate(self, sources: Sequence[Any], beam: int | None = None, nbest: int | None = None,
+                 **overrides) -> list:
+        """Output text for each source (a list of nbest texts when nbest > 1)."""
+        opts = self.decode_options(beam=beam, nbest=nbest, **overrides)
+        if opts.nbest > opts.beam and not opts.sampling:
+            opts = dataclasses.replace(opts, beam=opts.nbest)
+        results = self.search(list(sources), opts)
+        texts = [[self.detokenize(h.tokens) for h in hyps] for hyps in results]
+        return [t[0] for t in texts] if opts.nbest == 1 else texts
+
+
+def load(path: str | os.PathLike, device: str = "auto", data_dir: str | os.PathLike | None = None) -> Pipeline:
+    """A trained model from a run directory (its best checkpoint) or a checkpoint file."""
+    return Pipeline.from_checkpoint(path, device=device, data_dir=data_dir)

@@ -1,0 +1,238 @@
+"""Decoding over `encode` / `decode_step` / `reorder_state`: greedy, beam search, sampling.
+
+Pure functions of (model, source batch, settings); no architecture is special-cased. Finished
+sentences leave the batch as soon as they are done, so long tails do not cost the whole batch.
+
+Shapes: B sentences, K beam, V vocabulary, S source length, N = B*K rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from t2t.models.base import Seq2Seq
+from t2t.options import DecodeOptions
+
+
+@dataclass
+class Hypothesis:
+    """One output. `score` ranks hypotheses (length-normalised, penalties included); `logprob` is
+    the model's own log-probability of `tokens` followed by </s>."""
+
+    tokens: list[int]
+    score: float
+    logprob: float
+    token_logprobs: list[float] | None = None     # one per token, </s> included
+    attention: torch.Tensor | None = None         # (len(tokens) + 1, S)
+
+
+@dataclass(frozen=True)
+class Specials:
+    bos: int = 2
+    eos: int = 3
+    pad: int = 0
+    unk: int = 1
+
+
+def length_penalty(length: torch.Tensor | float, alpha: float):
+    """GNMT: ((5 + length) / 6) ** alpha; length counts </s>."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def max_lengths(src_lengths: torch.Tensor, opts: DecodeOptions) -> torch.Tensor:
+    """(B,) longest output (in tokens, </s> included) for each source."""
+    return (src_lengths.float() * opts.max_len_a + opts.max_len_b).long().clamp(min=max(1, opts.min_len + 1))
+
+
+@torch.no_grad()
+def generate(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, opts: DecodeOptions,
+             specials: Specials = Specials(), generator: torch.Generator | None = None,
+             need_attention: bool = False) -> list[list[Hypothesis]]:
+    """Decode a batch with the settings in `opts`: nbest hypotheses for each source, best first."""
+    if opts.sampling:
+        return [[h] for h in sample(model, src, src_lengths, opts, specials, generator, need_attention)]
+    if opts.beam == 1:
+        return [[h] for h in greedy(model, src, src_lengths, opts, specials, need_attention)]
+    return beam_search(model, src, src_lengths, opts, specials, need_attention)
+
+
+def _penalize(lp: torch.Tensor, step: int, hist: torch.Tensor, limit: torch.Tensor,
+              opts: DecodeOptions, sp: Specials) -> torch.Tensor:
+    """Log-probs (N, V) with the search constraints applied for output position `step`.
+
+    hist (N, step) tokens so far; limit (N,) maximum lengths (</s> included)."""
+    lp = lp.clone()
+    lp[:, sp.pad] = -math.inf
+    lp[:, sp.bos] = -math.inf
+    if opts.unk_penalty:
+        lp[:, sp.unk] -= opts.unk_penalty
+    if step < opts.min_len:
+        lp[:, sp.eos] = -math.inf
+    n = opts.no_repeat_ngram_size
+    if n and step >= n - 1 and hist.shape[1] >= n - 1:
+        if n == 1:
+            banned_rows = torch.arange(hist.shape[0], device=lp.device)[:, None].expand_as(hist)
+            lp[banned_rows.reshape(-1), hist.reshape(-1)] = -math.inf
+        elif hist.shape[1] >= n:
+            grams = hist.unfold(1, n, 1)                                   # (N, W, n)
+            prefix = hist[:, hist.shape[1] - (n - 1):]                     # (N, n-1)
+            match = (grams[:, :, :-1] == prefix[:, None, :]).all(-1)       # (N, W)
+            rows, cols = match.nonzero(as_tuple=True)
+            lp[rows, grams[rows, cols, -1]] = -math.inf
+    at_limit = step + 1 >= limit
+    if at_limit.any():                                                     # only </s> is left
+        eos = lp[at_limit, sp.eos].clone()
+        lp[at_limit] = -math.inf
+        lp[at_limit, sp.eos] = eos
+    return lp
+
+
+# --------------------------------------------------------------------------- one path per sentence
+
+
+def greedy(model, src, src_lengths, opts, specials=Specials(), need_attention=False) -> list[Hypothesis]:
+    """The most likely next token at every step."""
+    return _single_path(model, src, src_lengths, opts, specials, lambda lp: lp.argmax(-1), need_attention)
+
+
+def sample(model, src, src_lengths, opts, specials=Specials(), generator=None, need_attention=False):
+    """Ancestral sampling with temperature, top-k and top-p (nucleus) filtering."""
+
+    def choose(lp: torch.Tensor) -> torch.Tensor:
+        logits = filter_logits(lp / opts.temperature, opts.top_k, opts.top_p)
+        probs = torch.softmax(logits, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+    return _single_path(model, src, src_lengths, opts, specials, choose, need_attention)
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Keep the `top_k` largest, then the smallest set whose probability reaches `top_p`."""
+    logits = logits.clone()
+    if top_k and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]
+        logits[logits < kth] = -math.inf
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        before = probs.cumsum(-1) - probs                   # mass of the strictly better tokens
+        remove = before >= top_p
+        remove[:, 0] = False
+        logits.scatter_(1, order, sorted_logits.masked_fill(remove, -math.inf))
+    return logits
+
+
+def _single_path(model, src, src_lengths, opts, sp, choose, need_attention) -> list[Hypothesis]:
+    b = src.shape[0]
+    state = model.init_state(model.encode(src, src_lengths), need_attn=need_attention)
+    limit = max_lengths(src_lengths, opts)
+    rows = torch.arange(b, device=src.device)                 # sentence of each active row
+    prev = torch.full((b,), sp.bos, dtype=torch.long, device=src.device)
+    hist = torch.zeros(b, 0, dtype=torch.long, device=src.device)
+    tok_lp = torch.zeros(b, 0, device=src.device)
+    attn = [] if need_attention else None
+    out: list[Hypothesis | None] = [None] * b
+    for step in range(int(limit.max())):
+        logits, state = model.decode_step(prev, state)
+        raw = torch.log_softmax(logits.float(), dim=-1)
+        tok = choose(_penalize(raw, step, hist, limit[rows], opts, sp))
+        hist = torch.cat([hist, tok[:, None]], dim=1)
+        tok_lp = torch.cat([tok_lp, raw.gather(1, tok[:, None])], dim=1)
+        if attn is not None:
+            attn.append(state["attn"].float())
+        done = tok == sp.eos
+        if done.any():
+            length = hist.shape[1]
+            for i in done.nonzero().flatten().tolist():
+                lps = tok_lp[i]
+                a = torch.stack([s[i] for s in attn]) if attn is not None else None
+                logprob = float(lps.sum())
+                out[int(rows[i])] = Hypothesis(hist[i, :-1].tolist(), logprob / length_penalty(length, opts.length_penalty),
+                                               logprob, lps.tolist(), a)
+            keep = (~done).nonzero().flatten()
+            if keep.numel() == 0:
+                break
+            state = model.select_state(state, keep)
+            rows, tok, hist, tok_lp = rows[keep], tok[keep], hist[keep], tok_lp[keep]
+            if attn is not None:
+                attn = [s[keep] for s in attn]
+        prev = tok
+    return out
+
+
+# --------------------------------------------------------------------------- beam search
+
+
+def beam_search(model, src, src_lengths, opts, sp=Specials(), need_attention=False) -> list[list[Hypothesis]]:
+    """Beam search over B x K rows at once.
+
+    At each step the 2K best extensions of a sentence's beams are ranked; those ending in </s> join
+    its finished list, the best K others go on. A sentence stops when it has `nbest` finished
+    hypotheses and no open beam can still beat the worst of them: open scores only fall, and the
+    length penalty can lift them at most to score / lp(max length)."""
+    device, b, k, alpha = src.device, src.shape[0], opts.beam, opts.length_penalty
+    state = model.init_state(model.encode(src, src_lengths), need_attn=need_attention)
+    state = model.select_state(state, torch.arange(b, device=device).repeat_interleave(k))
+    limit = max_lengths(src_lengths, opts)                               # (B,)
+    sent = torch.arange(b, device=device)                                # sentence of each active group
+    scores = torch.full((b, k), -math.inf, device=device)                # penalised log-prob sums
+    scores[:, 0] = 0.0
+    prev = torch.full((b * k,), sp.bos, dtype=torch.long, device=device)
+    hist = torch.zeros(b * k, 0, dtype=torch.long, device=device)
+    tok_lp = torch.zeros(b * k, 0, device=device)
+    attn_hist = torch.zeros(b * k, 0, src.shape[1], device=device) if need_attention else None
+    finished: list[list[Hypothesis]] = [[] for _ in range(b)]
+    kth_best = torch.full((b,), -math.inf, device=device)                # nbest-th finished score
+    for step in range(int(limit.max())):
+        n = sent.shape[0]
+        logits, state = model.decode_step(prev, state)
+        raw = torch.log_softmax(logits.float(), dim=-1)                   # (n*K, V)
+        vocab = raw.shape[1]
+        lp = _penalize(raw, step, hist, limit[sent].repeat_interleave(k), opts, sp)
+        cand = (scores[:, :, None] + lp.view(n, k, vocab)).view(n, k * vocab)
+        top_s, top_i = cand.topk(min(2 * k, k * vocab), dim=1)            # (n, 2K), sorted
+        parent = (torch.arange(n, device=device)[:, None] * k + top_i // vocab)   # rows (n, 2K)
+        token = top_i % vocab
+        is_eos = (token == sp.eos) & torch.isfinite(top_s)
+        step_attn = state["attn"].float() if need_attention else None
+        if is_eos.any():
+            length = step + 1
+            for g, j in is_eos.nonzero().tolist():
+                r = int(parent[g, j])
+                lps = torch.cat([tok_lp[r], raw[r, sp.eos].view(1)])
+                a = torch.cat([attn_hist[r], step_attn[r][None]]) if need_attention else None
+                score = float(top_s[g, j]) / length_penalty(length, alpha)
+                finished[int(sent[g])].append(Hypothesis(hist[r].tolist(), score, float(lps.sum()), lps.tolist(), a))
+            for g in is_eos.any(1).nonzero().flatten().tolist():
+                best = sorted((h.score for h in finished[int(sent[g])]), reverse=True)
+                if len(best) >= opts.nbest:
+                    kth_best[sent[g]] = best[opts.nbest - 1]
+        # the K best extensions that do not end the sentence go on
+        go_s, go_j = top_s.masked_fill(is_eos, -math.inf).topk(k, dim=1)  # (n, K)
+        rows = parent.gather(1, go_j).view(-1)
+        new_tok = token.gather(1, go_j).view(-1)
+        scores = go_s
+        hist = torch.cat([hist[rows], new_tok[:, None]], dim=1)
+        tok_lp = torch.cat([tok_lp[rows], raw[rows, new_tok][:, None]], dim=1)
+        if need_attention:
+            attn_hist = torch.cat([attn_hist[rows], step_attn[rows][:, None]], dim=1)
+        state = model.reorder_state(state, rows)
+        prev = new_tok
+        # which sentences are done
+        best_open = scores.max(dim=1).values
+        bound = best_open / length_penalty(limit[sent].float(), alpha) if alpha > 0 else best_open
+        done = (bound <= kth_best[sent]) | ~torch.isfinite(best_open) | (step + 1 >= limit[sent])
+        if done.all():
+            break
+        if done.any():
+            keep = (~done).nonzero().flatten()
+            keep_rows = (keep[:, None] * k + torch.arange(k, device=device)).view(-1)
+            sent, scores = sent[keep], scores[keep]
+            state = model.select_state(state, keep_rows)
+            prev, hist, tok_lp = prev[keep_rows], hist[keep_rows], tok_lp[keep_rows]
+            if need_attention:
+                attn_hist = attn_hist[keep_rows]
+    return [sorted(f, key=lambda h: -h.score)[: opts.nbest] for f in finished]

@@ -1,0 +1,102 @@
+"""Tasks: where examples come from. A task plugin subclasses `Task` and registers it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+from t2t.data import Problems
+from t2t.errors import DataError
+from t2t.options import DataOptions
+
+
+@dataclass(frozen=True)
+class Example:
+    """One source -> target pair.
+
+    `source` is text, or a float tensor (frames, features) for tasks whose `source_kind` is
+    "features". `references` holds every reference for evaluation (the target among them); when
+    empty, the target is the only reference.
+    """
+
+    source: Any
+    target: str
+    references: tuple[str, ...] = ()
+    id: str = ""
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        return self.references or (self.target,)
+
+
+class Task:
+    """A source of examples for each split.
+
+    Subclasses set `name`, optionally `Options` (a `DataOptions` subclass: their keys under
+    `data:`), `source_kind`, `default_metrics`, `splits` and `special_tokens`, and implement
+    `read(split)`.
+    """
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type[DataOptions]] = DataOptions
+    source_kind: ClassVar[str] = "text"          # "text" or "features"
+    default_metrics: ClassVar[tuple[str, ...]] = ("bleu", "chrf")
+    splits: ClassVar[tuple[str, ...]] = ("train", "valid", "test")
+    special_tokens: ClassVar[tuple[str, ...]] = ()   # symbols the tokenizer must keep whole
+    needs_data_dir: ClassVar[bool] = True
+
+    def __init__(self, options: DataOptions, data_dir: Path | None = None, seed: int = 1):
+        self.options = options
+        self.data_dir = data_dir
+        self.seed = seed
+        self.problems = Problems(options.on_error)
+
+    def read(self, split: str) -> Iterator[Example]:
+        """Yield the examples of `split` (one of `self.splits`), in a fixed order."""
+        raise NotImplementedError
+
+    def examples(self, split: str) -> list[Example]:
+        """`read(split)` checked and limited by the recipe (`train_limit` / `eval_limit`)."""
+        if split not in self.splits:
+            raise DataError(f"task '{self.name}' has no split '{split}'; its splits: {', '.join(self.splits)}")
+        limit = self.options.train_limit if split == "train" else self.options.eval_limit
+        out = []
+        for ex in self.read(split):
+            if limit is not None and len(out) >= limit:
+                break
+            out.append(ex)
+        if not out:
+            raise DataError(f"task '{self.name}': split '{split}' is empty"
+                            f"{f' (read from {self.data_dir})' if self.data_dir else ''}")
+        return out
+
+    def path(self, *parts: str) -> Path:
+        """A file under the data folder; a clear error when there is no folder or no such file."""
+        if self.data_dir is None:
+            raise DataError(f"task '{self.name}' needs a data folder: set data.dir in the recipe, "
+                            f"or pass --data-dir / set T2T_DATA")
+        p = self.data_dir.joinpath(*parts)
+        if not p.exists():
+            hint = "" if self.data_dir.exists() else \
+                f" (the folder {self.data_dir} itself is missing; set --data-dir or T2T_DATA)"
+            raise DataError(f"{p}: no such file{hint}")
+        return p
+
+    def prepare_source(self, source: Any) -> Any:
+        """A source as a user gives it (e.g. a line of `t2t generate` input) -> model input.
+
+        Text tasks return it unchanged; feature tasks turn it (an audio path, say) into a
+        (frames, features) tensor."""
+        return source
+
+    def feature_dim(self) -> int | None:
+        """Size of a feature frame for feature tasks; None for text."""
+        return None
+
+    def state_dict(self) -> dict:
+        """Anything computed from training data that decoding needs (e.g. CMVN statistics)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

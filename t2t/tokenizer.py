@@ -1,0 +1,69 @@
+"""Tokenizers: text <-> ids over a shared `Vocab`. A tokenizer plugin subclasses `Tokenizer`."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import ClassVar, Iterable, Sequence
+
+from t2t.options import TokenizerOptions
+from t2t.vocab import Vocab
+
+
+class Tokenizer:
+    """Turns text into ids and back.
+
+    Subclasses set `name` and `Options`, and implement `train`, `tokenize` (text -> pieces) and
+    `detokenize` (pieces -> text), or override `encode`/`decode` directly. `normalize` is the
+    recorded normalisation (NFC, optional lower-casing) applied before tokenizing; references
+    are scored as given, so an unusual normalisation shows up in the scores instead of hiding.
+    """
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type[TokenizerOptions]] = TokenizerOptions
+
+    def __init__(self, options: TokenizerOptions, symbols: Sequence[str] = ()):
+        self.options = options
+        self.symbols = tuple(symbols)       # kept whole, e.g. a dialogue task's speaker separator
+        self.vocab: Vocab | None = None
+
+    # -- what subclasses provide
+    def train(self, texts: Iterable[str]) -> None:
+        """Build the vocabulary (and any model) from training texts."""
+        raise NotImplementedError
+
+    def tokenize(self, text: str) -> list[str]:
+        raise NotImplementedError
+
+    def detokenize(self, pieces: list[str]) -> str:
+        raise NotImplementedError
+
+    def extra_state(self) -> dict:
+        """Plain data (or tensors) beyond the vocabulary needed to rebuild this tokenizer."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    # -- shared behaviour
+    def normalize(self, text: str) -> str:
+        text = unicodedata.normalize("NFC", text)
+        return text.lower() if self.options.lowercase else text
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of `text`, without <s>/</s>."""
+        return self.vocab.lookup(self.tokenize(self.normalize(text)))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of `ids`, stopping at </s> and skipping <pad>/<s>."""
+        return self.detokenize([self.vocab.tokens[i] for i in self.vocab.strip(ids)])
+
+    def state_dict(self) -> dict:
+        return {"name": self.name, "symbols": list(self.symbols), "vocab": self.vocab.state_dict(),
+                "extra": self.extra_state()}
+
+    @classmethod
+    def from_state(cls, options: TokenizerOptions, state: dict) -> "Tokenizer":
+        tok = cls(options, state.get("symbols", ()))
+        tok.vocab = Vocab.from_state(state["vocab"])
+        tok.load_extra_state(state.get("extra", {}))
+        return tok

@@ -1,0 +1,521 @@
+"""The Trainer: token batches, label-smoothed loss, mixed precision, accumulation, validation,
+checkpoints with exact resume, early stopping, and DistributedDataParallel.
+
+The loss of an update is summed over target tokens and divided by the update's target tokens
+across all workers and accumulated batches, so N workers taking N batches each compute the same
+update as one process taking all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import random
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from t2t import checkpoint as ckpt
+from t2t import distributed
+from t2t.data import Batch, batch_indices, collate, encode_examples, padding_ratio
+from t2t.errors import CheckpointError, T2TError, TrainingError
+from t2t.pipeline import Pipeline, build_model, build_task, build_tokenizers, resolve_device
+from t2t.recipe import Recipe, recipe_from_text
+from t2t.schedule import Schedule
+
+log = logging.getLogger("t2t")
+
+RESETS = ("optimizer", "scheduler", "dataloader", "meters")
+# train keys whose change on resume needs an explicit reset of the named part
+_NEEDS_RESET = {"lr": "scheduler", "schedule": "scheduler", "warmup": "scheduler", "min_lr": "scheduler",
+                "optimizer": "optimizer", "betas": "optimizer", "weight_decay": "optimizer",
+                "max_tokens": "dataloader", "max_sentences": "dataloader", "update_freq": "dataloader"}
+
+
+@dataclass
+class RunInfo:
+    """What training-event hooks see of the run."""
+
+    directory: Path
+    recipe: Recipe
+    rank: int = 0
+    world_size: int = 1
+    resumed: bool = False
+    step: int = 0
+    total_steps: int | None = None
+
+
+def train(recipe: Recipe, data_dir=None, device: str | None = None, resume: bool = False,
+          reset: Sequence[str] = (), overwrite: bool = False, registry=None) -> dict:
+    """Train a recipe; returns a summary (status, steps, best score, checkpoint paths)."""
+    return Trainer(recipe, registry, data_dir, device, resume, reset, overwrite).fit()
+
+
+def label_smoothed_loss(logits: torch.Tensor, target: torch.Tensor, eps: float, pad: int):
+    """logits (B, T, V), target (B, T) -> (smoothed loss sum, nll sum) over non-pad positions.
+
+    The smoothed loss is (1 - eps) * nll + eps * mean over the vocabulary of -log p, as in
+    `F.cross_entropy(label_smoothing=eps)`."""
+    lp = F.log_softmax(logits.float(), dim=-1)
+    mask = target != pad
+    nll = -lp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    nll = nll.masked_fill(~mask, 0.0).sum()
+    if eps == 0:
+        return nll, nll
+    smooth = -lp.mean(dim=-1).masked_fill(~mask, 0.0).sum()
+    return (1.0 - eps) * nll + eps * smooth, nll
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a `train.precision` on a device (None: full fp32)."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise T2TError("train.precision fp16 needs a CUDA GPU (loss scaling); on CPU use bf16 or fp32")
+        return torch.float16
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, registry=None, data_dir=None, device: str | None = None,
+                 resume: bool = False, reset: Sequence[str] = (), overwrite: bool = False):
+        if registry is None:
+            from t2t.registry import get_registry
+            registry = get_registry()
+        bad = [r for r in reset if r not in RESETS]
+        if bad:
+            raise T2TError(f"--reset {','.join(bad)}: unknown; allowed: {', '.join(RESETS)}")
+        self.recipe, self.registry, self.data_dir = recipe, registry, data_dir
+        self.opts = recipe.train
+        self.resume, self.reset, self.overwrite = resume, set(reset), overwrite
+        self.dist = distributed.from_environment()
+        device = resolve_device(device or self.opts.device)
+        if device.type == "cuda" and self.dist.enabled:
+            device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(device)
+        self.device = device
+        self.run_dir = Path(recipe.output_dir)
+        self.info = RunInfo(self.run_dir, recipe, self.dist.rank, self.dist.world_size, resume)
+        self.hook = registry.hook
+        # training state (all of it goes into checkpoints)
+        self.step = 0
+        self.epoch = 1
+        self.pos = 0                      # global batches of this epoch already consumed
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.bad_validations = 0
+        self.nonfinite = 0
+        self.last_results: dict = {}
+        self._stop_signal = False
+
+    # ------------------------------------------------------------------ set-up
+    def _prepare_directory(self) -> dict | None:
+        """Check the run directory against --resume/--overwrite; return the checkpoint to resume."""
+        ckdir = self.run_dir / "checkpoints"
+        has = ckdir.exists() and any(ckdir.glob("step_*.pt"))
+        if self.resume:
+            if not has:
+                raise TrainingError(f"{self.run_dir}: nothing to resume (no checkpoints); drop --resume to start")
+            ckpt.clean_temporaries(self.run_dir)
+            return ckpt.load(ckpt.resolve(self.run_dir, "last"))
+        if has and not self.overwrite:
+            raise TrainingError(f"{self.run_dir} already holds checkpoints; continue it with --resume, start over "
+                                f"with --overwrite, or set output_dir")
+        if self.dist.main:
+            if has:
+                shutil.rmtree(ckdir)
+                for name in ("log.jsonl", "tokenizers.pt"):
+                    (self.run_dir / name).unlink(missing_ok=True)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        return None
+
+    def _check_resume_recipe(self, saved_text: str) -> None:
+        saved = recipe_from_text(saved_text, self.registry, where="checkpoint recipe")
+        now, then = self.recipe.to_dict(), saved.to_dict()
+        for section in ("task", "data", "tokenizer", "model"):
+            if now[section] != then[section]:
+                diff = _diff(then[section], now[section], section)
+                raise TrainingError(f"cannot resume: the recipe's {section} changed since the checkpoint ({diff}); "
+                                    f"restore it, or train into a new output_dir")
+        needed = {}
+        for key, part in _NEEDS_RESET.items():
+            if now["train"][key] != then["train"][key] and part not in self.reset:
+                needed.setdefault(part, []).append(f"train.{key} {then['train'][key]} -> {now['train'][key]}")
+        if needed:
+            parts = ",".join(sorted(needed))
+            raise TrainingError(f"the recipe changed since the checkpoint ({'; '.join(sum(needed.values(), []))}); "
+                                f"resume with --reset {parts} to apply it, or restore the old values")
+
+    def _build(self, resumed: dict | None):
+        r = self.recipe
+        self.task = build_task(r, self.registry, self.data_dir)
+        train_ex = self.task.examples("train")
+        self.valid_ex = self.task.examples("valid") if "valid" in self.task.splits else []
+        if self.task.problems.count:
+            log.warning(self.task.problems.summary())
+        if resumed is not None:
+            self._check_resume_recipe(resumed["recipe"])
+            self.task.load_state_dict(resumed.get("task_state", {}))
+            src_tok, tgt_tok = build_tokenizers(r, self.registry, self.task, states=resumed["tokenizers"])
+        else:
+            src_tok, tgt_tok = self._shared_tokenizers(train_ex)
+        spec = Pipeline.model_spec(self.task, src_tok, tgt_tok, r.tokenizer.shared)
+        model = build_model(r, self.registry, spec).to(self.device)
+        self.pipe = Pipeline(r, self.task, src_tok, tgt_tok, model, self.device, self.registry)
+        self.model = model
+        t = r.data
+        self.train_items, counts = encode_examples(train_ex, self.pipe.encode_source, tgt_tok.encode,
+                                                   t.max_source_len, t.max_target_len, t.overlong)
+        if counts["filtered"] or counts["truncated"] or counts["empty"]:
+            log.info(f"training data: {len(self.train_items)} examples kept; {counts['filtered']} over the length "
+                     f"limits filtered, {counts['truncated']} truncated, {counts['empty']} empty after tokenization")
+        if not self.train_items:
+            raise TrainingError("no training examples are left after tokenization and length filtering")
+        self.valid_items, _ = encode_examples(self.valid_ex, self.pipe.encode_source, tgt_tok.encode,
+                                              t.max_source_len, t.max_target_len, "truncate")
+        self.lengths = [(it.src_len, len(it.tgt)) for it in self.train_items]
+        self.counts = counts
+        log.info(f"model {r.model.arch}: {model.num_parameters():,} parameters; vocabulary "
+                 f"{spec.src_vocab or 'features'} -> {spec.tgt_vocab}; {len(self.train_items)} training examples; "
+                 f"device {self.device}")
+
+    def _shared_tokenizers(self, train_ex):
+        """Rank 0 trains the tokenizers and saves them; other workers load that file."""
+        path = self.run_dir / "tokenizers.pt"
+        if self.dist.main:
+            src, tgt = build_tokenizers(self.recipe, self.registry, self.task, train_ex)
+            states = {"target": tgt.state_dict(), **({"source": src.state_dict()} if src else {})}
+            ckpt.save(path, {"tokenizers": states})
+        distributed.barrier()
+        if self.dist.main:
+            return src, tgt
+        return build_tokenizers(self.recipe, self.registry, self.task, states=ckpt.load(path)["tokenizers"])
+
+    def _build_optimizer(self):
+        o = self.opts
+        decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() >= 2]
+        rest = [p for p in self.model.parameters() if p.requires_grad and p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+        if o.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=o.lr, momentum=0.9)
+        cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
+        return cls(groups, lr=o.lr, betas=tuple(o.betas), eps=1e-8)
+
+    def _batches(self, epoch: int) -> list[list[int]]:
+        """This epoch's batches (example indices), the same on every worker."""
+        o = self.opts
+        batches = batch_indices(self.lengths, o.max_tokens, o.max_sentences, shuffle=True,
+                                seed=self.recipe.seed * 1_000_003 + epoch)
+        world = self.dist.world_size
+        return batches[: len(batches) - len(batches) % world] if world > 1 else batches
+
+    def _restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        ts = state["train_state"]
+        if "optimizer" not in self.reset:
+            self.optimizer.load_state_dict(ts["optimizer"])
+        if "scheduler" not in self.reset:
+            self.schedule.load_state_dict(ts["schedule"])
+        self.scaler.load_state_dict(ts["scaler"]) if ts.get("scaler") else None
+        self.step = ts["step"]
+        self.epoch, self.pos = (ts["epoch"], ts["pos"]) if "dataloader" not in self.reset else (ts["epoch"] + 1, 0)
+        if "meters" not in self.reset:
+            self.best, self.best_step, self.bad_validations = ts["best"], ts["best_step"], ts["bad_validations"]
+            self.nonfinite = ts["nonfinite"]
+        rngs = ts["rng"]
+        ckpt.restore_rng_state(rngs[self.dist.rank] if self.dist.rank < len(rngs) else rngs[0])
+        log.info(f"resumed from step {self.step} (epoch {self.epoch}, batch {self.pos})")
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> dict:
+        o = self.opts
+        started = time.time()
+        if o.threads:
+            torch.set_num_threads(o.threads)
+        random.seed(self.recipe.seed + self.dist.rank)
+        np.random.seed(self.recipe.seed + self.dist.rank)
+        torch.manual_seed(self.recipe.seed + self.dist.rank)
+        distributed.init(self.dist, self.device)
+        resumed = self._prepare_directory() if self.dist.main else None
+        distributed.barrier()
+        if not self.dist.main and self.resume:
+            resumed = ckpt.load(ckpt.resolve(self.run_dir, "last"))
+        self._build(resumed)
+        if self.dist.main:
+            (self.run_dir / "recipe.yaml").write_text(self.recipe.to_yaml(), encoding="utf-8")
+            (self.run_dir / "plugins.json").write_text(json.dumps(self.registry.versions(), indent=1), encoding="utf-8")
+        self.amp = autocast_dtype(o.precision, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+        self.optimizer = self._build_optimizer()
+        per_epoch = math.ceil(len(self._batches(1)) / (self.dist.world_size * o.update_freq))
+        self.total_steps = o.max_steps or per_epoch * o.max_epochs
+        self.info.total_steps = self.total_steps
+        self.schedule = Schedule(o, self.total_steps)
+        if resumed is not None:
+            self._restore(resumed)
+            del resumed
+        self.info.step = self.step
+        forward = torch.compile(self.model) if o.compile else self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+            forward = DistributedDataParallel(forward, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.forward = forward
+        self.hook.t2t_run_start(run=self.info)
+        status = "finished"
+        previous = signal.getsignal(signal.SIGINT)
+        if self.dist.main:
+            with contextlib.suppress(ValueError):      # not in the main thread: keep the default
+                signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            status = self._loop()
+        finally:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGINT, previous)
+        index = ckpt.read_index(self.run_dir) if self.dist.main else {}
+        summary = {"status": status, "step": self.step, "epoch": self.epoch, "best": self.best,
+                   "best_step": self.best_step, "metric": self._metric_name(), "time_s": round(time.time() - started, 1),
+                   "run_dir": str(self.run_dir), "last_checkpoint": index.get("last"),
+                   "best_checkpoint": index.get("best"), "last_validation": self.last_results}
+        self.hook.t2t_run_end(run=self.info, summary=summary)
+        distributed.barrier()
+        return summary
+
+    def _on_signal(self, signum, frame):
+        if self._stop_signal:                        # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self._stop_signal = True
+        log.warning("interrupt: finishing this update, saving a checkpoint, then stopping (Ctrl-C again to abort)")
+
+    def _loop(self) -> str:
+        o = self.opts
+        per_update = self.dist.world_size * o.update_freq
+        window = {"loss": 0.0, "nll": 0.0, "tokens": 0, "sentences": 0, "time": time.time(), "gnorm": 0.0, "n": 0}
+        validated_at = self.step if self.resume else -1
+        while True:
+            if self.epoch > o.max_epochs:
+                status = "finished"
+                break
+            batches = self._batches(self.epoch)
+            if self.pos == 0:
+                log.info(f"epoch {self.epoch}: {len(batches)} batches, padding "
+                         f"{100 * padding_ratio(batches, self.lengths):.1f}%")
+            stop = None
+            while self.pos < len(batches):
+                chunk = batches[self.pos: self.pos + per_update]
+                mine = [b for j, b in enumerate(chunk) if j % self.dist.world_size == self.dist.rank]
+                self._update(mine, window)
+                self.pos += len(chunk)
+                if self.step % o.log_every == 0:
+                    self._log(window)
+                if o.validate_every and self.step % o.validate_every == 0:
+                    stop = self._validate_and_save()
+                    validated_at = self.step
+                if stop is None and o.max_steps and self.step >= o.max_steps:
+                    stop = "max_steps"
+                if stop is None and self._stop_signal:
+                    stop = "interrupted"
+                if stop:
+                    break
+            if stop is None:
+                self.epoch, self.pos = self.epoch + 1, 0
+                if not o.validate_every:
+                    stop = self._validate_and_save()
+                    validated_at = self.step
+            if stop:
+                status = stop
+                break
+        if status == "interrupted":
+            self._save(results=None)
+        elif validated_at != self.step:
+            self._validate_and_save()
+        return status
+
+    def _update(self, batches: list[list[int]], window: dict) -> None:
+        o = self.opts
+        pad = self.pipe.specials.pad
+        tensors = [collate([self.train_items[i] for i in b], pad, self.pipe.specials.bos, self.pipe.specials.eos)
+                   for b in batches]
+        local_tokens = sum(t.target_tokens for t in tensors)
+        total_tokens, = distributed.all_sum([float(local_tokens)], self.device)
+        scale = self.dist.world_size / max(total_tokens, 1.0)     # DDP averages over workers; undo that
+        self.model.train()
+        loss_sum = nll_sum = 0.0
+        for i, batch in enumerate(tensors):
+            batch = batch.to(self.device)
+            sync = contextlib.nullcontext()
+            if self.dist.enabled and i < len(tensors) - 1:
+                sync = self.forward.no_sync()
+            with sync, torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+                logits = self.forward(batch.src, batch.src_lengths, batch.tgt_in)
+                loss, nll = label_smoothed_loss(logits, batch.tgt_out, o.label_smoothing, pad)
+            self.scaler.scale(loss * scale).backward()
+            loss_sum += float(loss.detach())
+            nll_sum += float(nll.detach())
+        self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        gnorm = torch.nn.utils.clip_grad_norm_(params, o.clip_norm if o.clip_norm > 0 else float("inf"))
+        bad, = distributed.all_sum([float(not (math.isfinite(loss_sum) and torch.isfinite(gnorm)))], self.device)
+        if bad and self.amp != torch.float16:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.nonfinite += 1
+            log.warning(f"step {self.step + 1}: non-finite loss or gradient; update skipped "
+                        f"({self.nonfinite} of at most {o.max_nonfinite})")
+            if self.nonfinite > o.max_nonfinite:
+                raise TrainingError(f"{self.nonfinite} updates had non-finite loss or gradients (limit "
+                                    f"train.max_nonfinite = {o.max_nonfinite}); lower train.lr, use fp32, or check "
+                                    f"the data. The last good checkpoint is in {self.run_dir / 'checkpoints'}")
+            return
+        lr = self.schedule.lr(self.step + 1)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.info.step = self.step
+        window["loss"] += loss_sum
+        window["nll"] += nll_sum
+        window["tokens"] += local_tokens
+        window["sentences"] += sum(len(t) for t in tensors)
+        window["gnorm"] += float(gnorm)
+        window["n"] += 1
+
+    def _log(self, window: dict) -> None:
+        loss, nll, tokens, sentences = distributed.all_sum(
+            [window["loss"], window["nll"], float(window["tokens"]), float(window["sentences"])], self.device)
+        elapsed = max(time.time() - window["time"], 1e-9)
+        logs = {"epoch": self.epoch, "loss": loss / max(tokens, 1), "ppl": math.exp(min(nll / max(tokens, 1), 50)),
+                "lr": self.schedule.lr(self.step), "gnorm": window["gnorm"] / max(window["n"], 1),
+                "tokens_per_s": tokens / elapsed, "sentences_per_s": sentences / elapsed,
+                "total_steps": self.total_steps}
+        if self.dist.main:
+            self.hook.t2t_step_end(run=self.info, step=self.step, logs=logs)
+        window.update(loss=0.0, nll=0.0, tokens=0, sentences=0, time=time.time(), gnorm=0.0, n=0)
+
+    # ------------------------------------------------------------------ validation and checkpoints
+    def _metric_name(self) -> str:
+        if self.opts.valid_metric:
+            return self.opts.valid_metric
+        return self.recipe.metrics[0].name if self.recipe.metrics and self.opts.valid_max_sentences else "loss"
+
+    def _higher_is_better(self, name: str) -> bool:
+        if name in ("loss", "ppl"):
+            return False
+        return self.registry.get("metrics", name).higher_is_better
+
+    def _validate_and_save(self) -> str | None:
+        """Validate (rank 0), update best/patience/plateau, save; 'early_stop' when patience ran out."""
+        results = self.validate() if self.dist.main else None
+        results = distributed.broadcast(results, self.device)
+        self.last_results = results
+        name = self._metric_name()
+        value, higher = results.get(name), self._higher_is_better(name)
+        if value is not None:
+            self.schedule.validated(value, higher)
+            if self.best is None or (value > self.best if higher else value < self.best):
+                self.best, self.best_step, self.bad_validations = value, self.step, 0
+            else:
+                self.bad_validations += 1
+        if self.dist.main:
+            self.hook.t2t_validation_end(run=self.info, step=self.step, results=results)
+            log.info(f"step {self.step} validation: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()
+                                                                if isinstance(v, float)))
+        self._save(results)
+        if self.opts.patience and self.bad_validations >= self.opts.patience:
+            log.info(f"early stop: {name} did not improve for {self.bad_validations} validations "
+                     f"(best {self.best:.4g} at step {self.best_step})")
+            return "early_stop"
+        return None
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Loss and perplexity over the validation split; metrics on up to valid_max_sentences."""
+        o = self.opts
+        if not self.valid_items:
+            return {}
+        self.model.eval()
+        sp = self.pipe.specials
+        loss = nll = tokens = 0.0
+        lengths = [(it.src_len, len(it.tgt)) for it in self.valid_items]
+        for b in batch_indices(lengths, o.max_tokens, o.max_sentences):
+            batch = collate([self.valid_items[i] for i in b], sp.pad, sp.bos, sp.eos).to(self.device)
+            with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+                logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
+            l, n = label_smoothed_loss(logits, batch.tgt_out, o.label_smoothing, sp.pad)
+            loss, nll, tokens = loss + float(l), nll + float(n), tokens + batch.target_tokens
+        results = {"loss": loss / tokens, "ppl": math.exp(min(nll / tokens, 50))}
+        count = min(o.valid_max_sentences, len(self.valid_ex))
+        if count and self.recipe.metrics:
+            metrics = [self.registry.get("metrics", m.name)(m.options) for m in self.recipe.metrics]
+            dec = dataclasses.replace(self.recipe.decode, beam=1, nbest=1, sampling=False,
+                                      max_sentences=o.max_sentences_decode)
+            for start in range(0, count, o.max_sentences_decode):
+                chunk = self.valid_ex[start: min(count, start + o.max_sentences_decode)]
+                hyps = self.pipe.search([ex.source for ex in chunk], dec)
+                texts = [self.pipe.detokenize(h[0].tokens) for h in hyps]
+                for m in metrics:
+                    m.update(texts, [ex.refs for ex in chunk])
+            for m in metrics:
+                results[m.name] = m.result().value
+        return results
+
+    def _save(self, results: dict | None) -> None:
+        rngs = [ckpt.plain_rng_state()]
+        if self.dist.enabled:
+            import torch.distributed as dist
+            gathered = [None] * self.dist.world_size if self.dist.main else None
+            dist.gather_object(rngs[0], gathered, dst=0)
+            rngs = gathered
+        if not self.dist.main:
+            return
+        name = f"step_{self.step:08d}.pt"
+        path = self.run_dir / "checkpoints" / name
+        train_state = {"step": self.step, "epoch": self.epoch, "pos": self.pos,
+                       "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                       "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                       "best": self.best, "best_step": self.best_step, "bad_validations": self.bad_validations,
+                       "nonfinite": self.nonfinite, "rng": rngs}
+        payload = {**self.pipe.payload(), "train_state": train_state, "validation": results or {}}
+        ckpt.save(path, payload)
+        self._update_index(name, results)
+        self.hook.t2t_checkpoint_saved(run=self.info, step=self.step, path=path)
+
+    def _update_index(self, name: str, results: dict | None) -> None:
+        """Record the checkpoint; keep the last `keep_last` and the best `keep_best`, delete the rest."""
+        o = self.opts
+        index = ckpt.read_index(self.run_dir)
+        metric = self._metric_name()
+        entries = [e for e in index["checkpoints"] if e["name"] != name]
+        entries.append({"name": name, "step": self.step, "metric": metric,
+                        "score": (results or {}).get(metric)})
+        higher = self._higher_is_better(metric)
+        scored = [e for e in entries if e["score"] is not None]
+        ranked = sorted(scored, key=lambda e: (-e["score"] if higher else e["score"], -e["step"]))
+        keep = {e["name"] for e in sorted(entries, key=lambda e: e["step"])[-o.keep_last:]}
+        keep |= {e["name"] for e in ranked[: o.keep_best]}
+        best = ranked[0]["name"] if ranked else name
+        keep.add(best)
+        index = {"checkpoints": [e for e in entries if e["name"] in keep], "best": best, "last": name,
+                 "metric": metric, "higher_is_better": higher}
+        ckpt.write_index(self.run_dir, index)
+        for e in entries:
+            if e["name"] not in keep:
+                (self.run_dir / "checkpoints" / e["name"]).unlink(missing_ok=True)
+
+
+def _diff(old: dict, new: dict, prefix: str) -> str:
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return f"{prefix}: {old} -> {new}"
+    keys = sorted(set(old) | set(new))
+    return "; ".join(f"{prefix}.{k}: {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k))
