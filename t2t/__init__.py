@@ -19,7 +19,7 @@ from t2t.task import Example, Task  # noqa: E402
 from t2t.tokenizer import Tokenizer  # noqa: E402
 from t2t.vocab import Vocab  # noqa: E402
 
-_LAZY = {"train": ("t2t.train", "train"), "evaluate": ("t2t.evaluate", "evaluate"),
+_LAZY = {"train": ("t2t.trainer", "train"), "evaluate": ("t2t.evaluation", "evaluate"),
          "load": ("t2t.pipeline", "load"), "Pipeline": ("t2t.pipeline", "Pipeline"),
          "get_registry": ("t2t.registry", "get_registry"), "Registry": ("t2t.registry", "Registry")}
 

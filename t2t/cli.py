@@ -83,7 +83,7 @@ def cmd_train(args) -> int:
     if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _relaunch(args.nproc)
     recipe = _load_recipe(args)
-    from t2t.train import train
+    from t2t.trainer import train
     summary = _with_progress(lambda: train(recipe, data_dir=args.data_dir, device=args.device, resume=args.resume,
                                            reset=_split(args.reset), overwrite=args.overwrite))
     _print_summary(summary)
@@ -127,7 +127,7 @@ def _print_summary(summary: dict) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from t2t.evaluate import evaluate
+    from t2t.evaluation import evaluate
     recipe = _load_recipe(args) if args.recipe else None
     report = evaluate(args.checkpoint, recipe, split=args.split, data_dir=args.data_dir, device=args.device,
                       out_dir=args.out, limit=args.limit, **_decode_overrides(args))
@@ -150,8 +150,8 @@ def _print_report(report: dict) -> None:
 
 def cmd_run(args) -> int:
     recipe = _load_recipe(args)
-    from t2t.evaluate import evaluate
-    from t2t.train import train
+    from t2t.evaluation import evaluate
+    from t2t.trainer import train
     summary = _with_progress(lambda: train(recipe, data_dir=args.data_dir, device=args.device, resume=args.resume,
                                            overwrite=args.overwrite))
     _print_summary(summary)
@@ -166,8 +166,6 @@ def cmd_generate(args) -> int:
     from t2t.pipeline import load
     pipe = load(args.checkpoint, device=args.device, data_dir=args.data_dir)
     opts = pipe.decode_options(**_decode_overrides(args))
-    if opts.nbest > opts.beam and not opts.sampling:
-        raise T2TError(f"--nbest {opts.nbest} needs --beam of at least {opts.nbest}")
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     interactive = args.input in (None, "-") and sys.stdin.isatty()
     source = open(args.input, encoding="utf-8") if args.input not in (None, "-") else sys.stdin

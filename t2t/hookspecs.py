@@ -50,7 +50,7 @@ def t2t_register_models(register):
 
 @hookspec
 def t2t_run_start(run):
-    """A training run starts; `run` is a `t2t.train.RunInfo` (directory, recipe, rank, resumed)."""
+    """A training run starts; `run` is a `t2t.trainer.RunInfo` (directory, recipe, rank, resumed)."""
 
 
 @hookspec

@@ -175,9 +175,9 @@ class Pipeline:
     def generate(self, sources: Sequence[Any], beam: int | None = None, nbest: int | None = None,
                  **overrides) -> list:
         """Output text for each source (a list of nbest texts when nbest > 1)."""
+        if nbest is not None and beam is None and not overrides.get("sampling"):
+            beam = max(nbest, self.recipe.decode.beam)       # n-best needs a beam at least that wide
         opts = self.decode_options(beam=beam, nbest=nbest, **overrides)
-        if opts.nbest > opts.beam and not opts.sampling:
-            opts = dataclasses.replace(opts, beam=opts.nbest)
         results = self.search(list(sources), opts)
         texts = [[self.detokenize(h.tokens) for h in hyps] for hyps in results]
         return [t[0] for t in texts] if opts.nbest == 1 else texts

@@ -93,11 +93,13 @@ def _penalize(lp: torch.Tensor, step: int, hist: torch.Tensor, limit: torch.Tens
 # --------------------------------------------------------------------------- one path per sentence
 
 
+@torch.no_grad()
 def greedy(model, src, src_lengths, opts, specials=Specials(), need_attention=False) -> list[Hypothesis]:
     """The most likely next token at every step."""
     return _single_path(model, src, src_lengths, opts, specials, lambda lp: lp.argmax(-1), need_attention)
 
 
+@torch.no_grad()
 def sample(model, src, src_lengths, opts, specials=Specials(), generator=None, need_attention=False):
     """Ancestral sampling with temperature, top-k and top-p (nucleus) filtering."""
 
@@ -166,6 +168,7 @@ def _single_path(model, src, src_lengths, opts, sp, choose, need_attention) -> l
 # --------------------------------------------------------------------------- beam search
 
 
+@torch.no_grad()
 def beam_search(model, src, src_lengths, opts, sp=Specials(), need_attention=False) -> list[list[Hypothesis]]:
     """Beam search over B x K rows at once.
 

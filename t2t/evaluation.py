@@ -86,8 +86,8 @@ def _one_line(text: str) -> str:
 def write_report(report: dict, stem: Path) -> None:
     """`stem.json` and `stem.md` (a table of every metric with its signature)."""
     stem = Path(stem)
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
-    stem.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
+    Path(f"{stem}.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+    Path(f"{stem}.md").write_text(markdown(report), encoding="utf-8")
 
 
 def markdown(report: dict) -> str:

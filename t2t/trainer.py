@@ -501,7 +501,7 @@ class Trainer:
                         "score": (results or {}).get(metric)})
         higher = self._higher_is_better(metric)
         scored = [e for e in entries if e["score"] is not None]
-        ranked = sorted(scored, key=lambda e: (-e["score"] if higher else e["score"], -e["step"]))
+        ranked = sorted(scored, key=lambda e: (-e["score"] if higher else e["score"], e["step"]))
         keep = {e["name"] for e in sorted(entries, key=lambda e: e["step"])[-o.keep_last:]}
         keep |= {e["name"] for e in ranked[: o.keep_best]}
         best = ranked[0]["name"] if ranked else name

@@ -1,0 +1,32 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from t2t.registry import Registry
+from t2t.testing import using_registry
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+SHARED_DATA = Path(os.environ.get("T2T_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture
+def registry():
+    """Exactly the built-in plugins, as the process's registry: installed plugins cannot interfere."""
+    with using_registry(Registry.from_plugins(builtins=True)) as reg:
+        yield reg
+
+
+@pytest.fixture
+def shared_data():
+    if not SHARED_DATA.exists():
+        pytest.skip(f"shared data folder {SHARED_DATA} is absent (set T2T_SHARED_DATA to run this test)")
+    return SHARED_DATA
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

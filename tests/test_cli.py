@@ -1,0 +1,105 @@
+"""The `t2t` command end to end on a tiny run: run, evaluate, generate, plot, average."""
+
+import io
+import json
+import sys
+
+import pytest
+import yaml
+
+from t2t.cli import main
+from t2t.registry import Registry
+from t2t.testing import tiny_recipe, using_registry
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One tiny trained run shared by the tests of this module (built-in plugins only)."""
+    tmp = tmp_path_factory.mktemp("cli")
+    with using_registry(Registry.from_plugins()):
+        yield from _train(tmp)
+
+
+def _train(tmp):
+    recipe = tiny_recipe("reverse", output_dir=str(tmp / "run"), metrics=["exact_match", "chrf"],
+                         train={"max_epochs": 3, "validate_every": 20})
+    path = tmp / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["--quiet", "run", str(path)]) == 0
+    yield tmp, path
+
+
+def test_run_writes_reports(run, capsys):
+    tmp, _ = run
+    report = json.loads((tmp / "run" / "eval" / "test.report.json").read_text())
+    assert set(report["metrics"]) == {"exact_match", "chrf"}
+    assert report["sentences"] == 40 and "nrefs:1" in report["metrics"]["chrf"]["signature"]
+    md = (tmp / "run" / "eval" / "test.report.md").read_text()
+    assert "| model | exact_match |" in md
+    lines = (tmp / "run" / "eval" / "test.tsv").read_text().splitlines()
+    assert lines[0] == "id\tsource\thypothesis\treferences" and len(lines) == 41
+
+
+def test_evaluate_with_overrides(run, capsys):
+    tmp, path = run
+    assert main(["evaluate", str(path), "--checkpoint", str(tmp / "run"), "--split", "valid", "--beam", "3",
+                 "--out", str(tmp / "ev")]) == 0
+    out = capsys.readouterr().out
+    assert "reverse valid: 40 sentences" in out and "exact_match" in out
+    report = json.loads((tmp / "ev" / "valid.report.json").read_text())
+    assert report["decode"]["beam"] == 3
+
+
+def test_generate_file_stdin_jsonl_nbest(run, capsys, monkeypatch):
+    tmp, _ = run
+    (tmp / "in.txt").write_text("a b c\nd e\n")
+    assert main(["generate", "--checkpoint", str(tmp / "run"), "--input", str(tmp / "in.txt"),
+                 "--output", str(tmp / "out.txt")]) == 0
+    assert len((tmp / "out.txt").read_text().splitlines()) == 2
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a b c\n"))
+    assert main(["generate", "--checkpoint", str(tmp / "run"), "--format", "jsonl", "--beam", "4", "--nbest", "3",
+                 "--token-logprobs"]) == 0
+    rec = json.loads(capsys.readouterr().out.strip())
+    assert rec["source"] == "a b c" and len(rec["hypotheses"]) == 3
+    scores = [h["score"] for h in rec["hypotheses"]]
+    assert scores == sorted(scores, reverse=True)
+    assert abs(sum(rec["hypotheses"][0]["token_logprobs"]) - rec["hypotheses"][0]["logprob"]) < 1e-3
+    assert main(["generate", "--checkpoint", str(tmp / "run"), "--nbest", "3"]) == 1
+    assert "decode.nbest: 3 is larger than decode.beam 1" in capsys.readouterr().err
+
+
+def test_generate_sampling_is_seeded(run, capsys, monkeypatch):
+    tmp, _ = run
+    outs = []
+    for seed in (1, 1):
+        monkeypatch.setattr(sys, "stdin", io.StringIO("a b c d e f\ng h i\n"))
+        assert main(["generate", "--checkpoint", str(tmp / "run"), "--sampling", "--temperature", "2.0",
+                     "--seed", str(seed)]) == 0
+        outs.append(capsys.readouterr().out)
+    assert outs[0] == outs[1]
+
+
+def test_plot_attention_and_curves(run, capsys, monkeypatch):
+    tmp, _ = run
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a b c\n"))
+    assert main(["generate", "--checkpoint", str(tmp / "run"), "--plot-attention", str(tmp / "att.png")]) == 0
+    assert (tmp / "att.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", str(tmp / "run")]) == 0
+    assert (tmp / "run" / "curves.png").stat().st_size > 1000
+
+
+def test_average_checkpoints(run, capsys):
+    tmp, _ = run
+    ckdir = tmp / "run" / "checkpoints"
+    files = sorted(ckdir.glob("step_*.pt"))
+    assert main(["average", *map(str, files), "--output", str(tmp / "avg.pt")]) == 0
+    import torch
+    from t2t import checkpoint as ckpt
+    avg = ckpt.load(tmp / "avg.pt")
+    states = [ckpt.load(f)["model"] for f in files]
+    for k, v in avg["model"].items():
+        if v.is_floating_point():
+            assert torch.allclose(v, sum(s[k] for s in states) / len(states), atol=1e-6)
+    assert "train_state" not in avg
+    (tmp / "one.txt").write_text("a b\n")
+    assert main(["generate", "--checkpoint", str(tmp / "avg.pt"), "--input", str(tmp / "one.txt")]) == 0

@@ -1,0 +1,115 @@
+"""Readers name file and line; batches respect their token budget and replay exactly."""
+
+import pytest
+import torch
+
+from conftest import write
+from t2t.data import Encoded, Problems, batch_indices, collate, encode_examples, padding_ratio, read_jsonl, read_parallel
+from t2t.errors import DataError
+from t2t.recipe import load_recipe
+from t2t.pipeline import build_task
+from t2t.task import Example
+
+
+def test_batches_cover_everything_within_budget():
+    import random
+    rng = random.Random(0)
+    lengths = []
+    for _ in range(500):                                     # target lengths follow source lengths, as in real data
+        n = rng.randint(1, 40)
+        lengths.append((n, max(1, n + rng.randint(-3, 3))))
+    batches = batch_indices(lengths, max_tokens=300, shuffle=True, seed=3)
+    assert sorted(i for b in batches for i in b) == list(range(500))
+    for b in batches:
+        longest = max(max(lengths[i][0], lengths[i][1] + 1) for i in b)
+        assert longest * len(b) <= 300 or len(b) == 1
+    assert batch_indices(lengths, 300, shuffle=True, seed=3) == batches
+    assert batch_indices(lengths, 300, shuffle=True, seed=4) != batches
+    # length bucketing keeps padding small; batches of arbitrary examples would not
+    assert padding_ratio(batches, lengths) < 0.1
+    arbitrary = [list(range(i, min(i + 10, 500))) for i in range(0, 500, 10)]
+    assert padding_ratio(arbitrary, lengths) > 0.3
+    assert all(len(b) <= 7 for b in batch_indices(lengths, 300, max_sentences=7))
+
+
+def test_collate_pads_and_shifts():
+    items = [Encoded([5, 6, 7], [8, 9], 0), Encoded([5], [8], 1)]
+    b = collate(items, pad=0, bos=2, eos=3)
+    assert b.src.tolist() == [[5, 6, 7], [5, 0, 0]]
+    assert b.tgt_in.tolist() == [[2, 8, 9], [2, 8, 0]]
+    assert b.tgt_out.tolist() == [[8, 9, 3], [8, 3, 0]]
+    assert b.target_tokens == 5 and b.src_lengths.tolist() == [3, 1]
+    feats = collate([Encoded(torch.ones(4, 3), [8], 0), Encoded(torch.ones(2, 3), [8], 1)], 0, 2, 3)
+    assert feats.src.shape == (2, 4, 3) and feats.src[1, 2:].abs().sum() == 0
+
+
+def test_parallel_files_mismatch_names_file_and_line(tmp_path):
+    src = write(tmp_path / "train.de", "a\nb\nc\n")
+    tgt = write(tmp_path / "train.en", "A\nB\n")
+    with pytest.raises(DataError, match=r"train.de:3: train.de has 3 lines but train.en has 2"):
+        list(read_parallel(src, tgt, Problems()))
+
+
+def test_invalid_utf8_and_empty_lines(tmp_path):
+    (tmp_path / "train.de").write_bytes(b"gut\n\xff\xfe kaputt\nja\n\n")
+    write(tmp_path / "train.en", "good\nbroken\nyes\nempty\n")
+    with pytest.raises(DataError, match=r"train.de:2: not valid UTF-8"):
+        list(read_parallel(tmp_path / "train.de", tmp_path / "train.en", Problems()))
+    problems = Problems("skip")
+    pairs = list(read_parallel(tmp_path / "train.de", tmp_path / "train.en", problems))
+    assert [p[0] for p in pairs] == ["gut", "ja"]
+    assert problems.count == 2 and "train.de:4: empty line" in problems.summary()
+
+
+def test_jsonl_errors(tmp_path):
+    p = write(tmp_path / "x.jsonl", '{"a": 1}\n{"a": \n[1, 2]\n')
+    with pytest.raises(DataError, match=r"x.jsonl:2: not valid JSON"):
+        list(read_jsonl(p, Problems()))
+    problems = Problems("skip")
+    assert [o for _, o in read_jsonl(p, problems)] == [{"a": 1}]
+    assert problems.count == 2
+
+
+def test_translation_task_reads_every_format(tmp_path, registry):
+    write(tmp_path / "txt" / "train.de", "Hallo Welt\nGuten Tag\n")
+    write(tmp_path / "txt" / "train.en", "Hello world\nGood day\n")
+    write(tmp_path / "txt" / "test2016.de", "Danke\n")
+    write(tmp_path / "txt" / "test2016.en", "Thanks\n")
+    r = load_recipe({"task": "translation", "data": {"dir": str(tmp_path / "txt"), "source": "en", "target": "de",
+                                                      "splits": {"test": "test2016"}}})
+    task = build_task(r, registry)
+    assert [(e.source, e.target) for e in task.examples("train")] == [("Hello world", "Hallo Welt"), ("Good day", "Guten Tag")]
+    assert task.examples("test")[0].target == "Danke"
+    write(tmp_path / "tsv" / "train.tsv", "de\ten\nHallo\tHello\n")
+    r = load_recipe({"task": "translation", "data": {"dir": str(tmp_path / "tsv"), "source": "de", "target": "en",
+                                                      "format": "tsv"}})
+    assert build_task(r, registry).examples("train")[0] == Example("Hallo", "Hello", id="train.tsv:2")
+    write(tmp_path / "js" / "train.jsonl", '{"de": "Ja", "en": "Yes"}\n{"de": "Nein"}\n')
+    r = load_recipe({"task": "translation", "data": {"dir": str(tmp_path / "js"), "source": "de", "target": "en",
+                                                      "format": "jsonl"}})
+    with pytest.raises(DataError, match=r"train.jsonl:2: missing field\(s\) \['en'\]"):
+        build_task(r, registry).examples("train")
+
+
+def test_missing_data_is_explained(tmp_path, registry):
+    r = load_recipe({"task": "translation", "data": {"dir": "nowhere", "source": "de", "target": "en"}})
+    with pytest.raises(DataError, match="no such file.*set --data-dir or T2T_DATA"):
+        build_task(r, registry, data_dir=tmp_path).examples("train")
+
+
+def test_length_limits_filter_or_truncate():
+    exs = [Example("a" * n, "b" * n) for n in (3, 10, 30)]
+    items, counts = encode_examples(exs, list, list, max_source_len=12, max_target_len=12, overlong="filter")
+    assert [len(i.src) for i in items] == [3, 10] and counts["filtered"] == 1
+    items, counts = encode_examples(exs, list, list, max_source_len=12, max_target_len=12, overlong="truncate")
+    assert [len(i.src) for i in items] == [3, 10, 12] and counts["truncated"] == 1
+
+
+def test_dates_task_is_deterministic_and_splits_are_disjoint(registry):
+    r = load_recipe({"task": "dates", "data": {"train_size": 3000, "test_size": 300}})
+    a, b = build_task(r, registry), build_task(r, registry)
+    assert a.examples("test") == b.examples("test")
+    train_dates = {e.target for e in a.examples("train")}
+    assert not train_dates & {e.target for e in a.examples("test")}
+    other = build_task(load_recipe({"task": "dates", "seed": 2}), registry)
+    assert other.examples("valid") != a.examples("valid")

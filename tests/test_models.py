@@ -1,0 +1,141 @@
+"""Model behaviour: learning, attention, masking, incremental decoding, save/load."""
+
+import pytest
+import torch
+
+from t2t.models.attention import SourceAttention
+from t2t.models.base import ModelSpec
+from t2t.models.rnn import RNNOptions, RNNSeq2Seq
+from t2t.models.transformer import Transformer, TransformerOptions
+from t2t.trainer import label_smoothed_loss
+
+V = 13
+SPEC = ModelSpec(src_vocab=V, tgt_vocab=V, pad=0, shared_vocab=True)
+
+VARIANTS = {
+    "lstm-general": lambda: RNNSeq2Seq(RNNOptions(embed_dim=16, hidden_dim=24, dropout=0.0), SPEC),
+    "gru-dot-uni": lambda: RNNSeq2Seq(RNNOptions(cell="gru", embed_dim=16, hidden_dim=24, attention="dot",
+                                                 bidirectional=False, dropout=0.0), SPEC),
+    "lstm-additive-2layer": lambda: RNNSeq2Seq(RNNOptions(embed_dim=16, hidden_dim=24, attention="additive",
+                                                          encoder_layers=2, decoder_layers=2, dropout=0.0), SPEC),
+    "lstm-no-feed": lambda: RNNSeq2Seq(RNNOptions(embed_dim=16, hidden_dim=24, input_feeding=False, dropout=0.0), SPEC),
+    "transformer-pre": lambda: Transformer(TransformerOptions(dim=32, heads=4, ff_dim=64, layers=2, dropout=0.0), SPEC),
+    "transformer-post-learned": lambda: Transformer(TransformerOptions(dim=32, heads=4, ff_dim=64, layers=2, norm="post",
+                                                                       positions="learned", dropout=0.0,
+                                                                       share_embeddings=True), SPEC),
+}
+
+
+def batch(seed=0, b=4, s=7, t=6):
+    g = torch.Generator().manual_seed(seed)
+    src_len = torch.randint(2, s + 1, (b,), generator=g)
+    src_len[0] = s
+    src = torch.randint(4, V, (b, s), generator=g)
+    src[torch.arange(s)[None] >= src_len[:, None]] = 0
+    tgt = torch.randint(4, V, (b, t), generator=g)
+    tgt[:, 0] = 2
+    return src, src_len, tgt
+
+
+@pytest.fixture(params=list(VARIANTS))
+def model(request):
+    torch.manual_seed(0)
+    return VARIANTS[request.param]().eval()
+
+
+def test_overfits_a_tiny_batch(model):
+    src, src_len, tgt = batch()
+    tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    for _ in range(200):
+        loss, _ = label_smoothed_loss(model(src, src_len, tgt_in), tgt_out, 0.0, 0)
+        loss = loss / tgt_out.numel()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+
+
+def test_decode_step_matches_teacher_forcing(model):
+    """Cached incremental decoding gives the logits of a full forward pass (fp32, 1e-5)."""
+    src, src_len, tgt = batch(1)
+    full = model(src, src_len, tgt)                               # (B, T, V)
+    state = model.init_state(model.encode(src, src_len))
+    steps = []
+    for t in range(tgt.shape[1]):
+        logits, state = model.decode_step(tgt[:, t], state)
+        steps.append(logits)
+    assert torch.allclose(torch.stack(steps, 1), full, atol=1e-5)
+
+
+def test_padding_does_not_change_outputs(model):
+    """A sentence alone and the same sentence inside a padded batch give the same logits."""
+    src, src_len, tgt = batch(2)
+    full = model(src, src_len, tgt)
+    for i in range(src.shape[0]):
+        n = int(src_len[i])
+        alone = model(src[i: i + 1, :n], src_len[i: i + 1], tgt[i: i + 1])
+        assert torch.allclose(alone, full[i: i + 1], atol=1e-5)
+
+
+def test_attention_sums_to_one_and_ignores_padding(model):
+    src, src_len, tgt = batch(3)
+    attn = model.cross_attention(src, src_len, tgt)             # (B, T, S)
+    assert attn.shape[:2] == tgt.shape
+    assert torch.allclose(attn.sum(-1), torch.ones(attn.shape[:2]), atol=1e-5)
+    pad = torch.arange(attn.shape[-1])[None, :] >= src_len[:, None]
+    assert attn.masked_select(pad[:, None, :].expand_as(attn)).abs().max() == 0
+
+
+@pytest.mark.parametrize("kind", ["dot", "general", "additive"])
+def test_source_attention_scores(kind):
+    torch.manual_seed(0)
+    att = SourceAttention(kind, 8, 8)
+    memory = torch.randn(2, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    q = torch.randn(2, 3, 8)
+    ctx, w = att(q, att.keys(memory), memory, mask)
+    assert ctx.shape == (2, 3, 8)
+    assert torch.allclose(w.sum(-1), torch.ones(2, 3))
+    assert (w[0, :, 3:] == 0).all()
+    if kind == "dot":                                            # Luong dot: softmax(q . m)
+        ref = torch.softmax(q[1] @ memory[1].T, -1)
+        assert torch.allclose(w[1], ref, atol=1e-6)
+
+
+def test_reorder_state_picks_rows(model):
+    src, src_len, tgt = batch(4)
+    state = model.init_state(model.encode(src, src_len))
+    _, state = model.decode_step(tgt[:, 0], state)
+    index = torch.tensor([2, 2, 0, 1])
+    # reordering hypotheses within the same sentences: use a batch of one sentence repeated
+    single = model.select_state(state, torch.tensor([1, 1, 1, 1]))
+    moved = model.reorder_state(single, index)
+    a, _ = model.decode_step(tgt[index, 1], moved)
+    b, _ = model.decode_step(tgt[index, 1], model.select_state(single, index))
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_state_dict_round_trip(model, tmp_path):
+    src, src_len, tgt = batch(5)
+    path = tmp_path / "m.pt"
+    torch.save(model.state_dict(), path)
+    other = type(model)(model.options, model.spec).eval()
+    other.load_state_dict(torch.load(path, weights_only=True))
+    assert torch.equal(model(src, src_len, tgt), other(src, src_len, tgt))
+
+
+def test_feature_source_front_end():
+    spec = ModelSpec(src_vocab=0, tgt_vocab=V, feature_dim=20)
+    torch.manual_seed(0)
+    for m in (RNNSeq2Seq(RNNOptions(embed_dim=16, hidden_dim=16, dropout=0.0), spec),
+              Transformer(TransformerOptions(dim=16, heads=2, ff_dim=32, layers=1, dropout=0.0), spec)):
+        m.eval()
+        feats = torch.randn(2, 40, 20)
+        lengths = torch.tensor([40, 23])
+        enc = m.encode(feats, lengths)
+        assert enc["memory"].shape[1] == 9                      # 40 frames -> 9 after two stride-2 convs
+        assert enc["mask"].sum(1).tolist() == [9, 5]               # 23 -> 11 -> 5
+        _, _, tgt = batch(6, b=2)
+        assert m(feats, lengths, tgt).shape == (2, tgt.shape[1], V)
