@@ -62,18 +62,33 @@ def train(recipe: Recipe, data_dir=None, device: str | None = None, resume: bool
 
 
 def label_smoothed_loss(logits: torch.Tensor, target: torch.Tensor, eps: float, pad: int):
-    """logits (B, T, V), target (B, T) -> (smoothed loss sum, nll sum) over non-pad positions.
+    """logits (..., V), target (...) -> (smoothed loss sum, nll sum) over non-pad positions.
 
     The smoothed loss is (1 - eps) * nll + eps * mean over the vocabulary of -log p, as in
     `F.cross_entropy(label_smoothing=eps)`."""
-    lp = F.log_softmax(logits.float(), dim=-1)
-    mask = target != pad
-    nll = -lp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    nll = nll.masked_fill(~mask, 0.0).sum()
+    lp = F.log_softmax(logits.float(), dim=-1).view(-1, logits.shape[-1])
+    flat = target.reshape(-1)
+    nll = F.nll_loss(lp, flat, ignore_index=pad, reduction="sum")
     if eps == 0:
         return nll, nll
-    smooth = -lp.mean(dim=-1).masked_fill(~mask, 0.0).sum()
+    smooth = -(lp.sum(-1) * (flat != pad)).sum() / lp.shape[-1]
     return (1.0 - eps) * nll + eps * smooth, nll
+
+
+def sequence_loss(model, output_layer, batch: Batch, eps: float, pad: int, rows: int = 1024):
+    """Loss sums of a batch under teacher forcing.
+
+    The output layer runs over the non-padding positions only, `rows` at a time: no logits are
+    computed for padding, and no single (tokens, V) tensor is allocated for the whole batch (large
+    allocations are fresh pages from the OS at every step, which cost as much as the arithmetic)."""
+    h = model(batch.src, batch.src_lengths, batch.tgt_in, features_only=True)        # (B, T, D)
+    keep = batch.tgt_out != pad
+    h, target = h[keep], batch.tgt_out[keep]                                          # (N, D), (N,)
+    loss = nll = 0.0
+    for i in range(0, h.shape[0], rows):
+        l, n = label_smoothed_loss(output_layer(h[i: i + rows]), target[i: i + rows], eps, pad)
+        loss, nll = loss + l, nll + n
+    return loss, nll
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -210,7 +225,10 @@ class Trainer:
         if o.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=o.lr, momentum=0.9)
         cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
-        return cls(groups, lr=o.lr, betas=tuple(o.betas), eps=1e-8)
+        try:                       # the fused kernel is ~3x faster than the per-tensor loop on CPU
+            return cls(groups, lr=o.lr, betas=tuple(o.betas), eps=1e-8, fused=True)
+        except (RuntimeError, TypeError):
+            return cls(groups, lr=o.lr, betas=tuple(o.betas), eps=1e-8)
 
     def _batches(self, epoch: int) -> list[list[int]]:
         """This epoch's batches (example indices), the same on every worker."""
@@ -357,8 +375,7 @@ class Trainer:
             if self.dist.enabled and i < len(tensors) - 1:
                 sync = self.forward.no_sync()
             with sync, torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                logits = self.forward(batch.src, batch.src_lengths, batch.tgt_in)
-                loss, nll = label_smoothed_loss(logits, batch.tgt_out, o.label_smoothing, pad)
+                loss, nll = sequence_loss(self.forward, self.model.out, batch, o.label_smoothing, pad)
             self.scaler.scale(loss * scale).backward()
             loss_sum += float(loss.detach())
             nll_sum += float(nll.detach())
@@ -451,8 +468,7 @@ class Trainer:
         for b in batch_indices(lengths, o.max_tokens, o.max_sentences):
             batch = collate([self.valid_items[i] for i in b], sp.pad, sp.bos, sp.eos).to(self.device)
             with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
-            l, n = label_smoothed_loss(logits, batch.tgt_out, o.label_smoothing, sp.pad)
+                l, n = sequence_loss(self.model, self.model.out, batch, o.label_smoothing, sp.pad)
             loss, nll, tokens = loss + float(l), nll + float(n), tokens + batch.target_tokens
         results = {"loss": loss / tokens, "ppl": math.exp(min(nll / tokens, 50))}
         count = min(o.valid_max_sentences, len(self.valid_ex))

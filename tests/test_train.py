@@ -167,3 +167,16 @@ def test_label_smoothing_matches_torch():
     assert torch.allclose(loss, ref, atol=1e-5)
     ref_nll = torch.nn.functional.cross_entropy(logits.view(-1, 11), target.view(-1), ignore_index=0, reduction="sum")
     assert torch.allclose(nll, ref_nll, atol=1e-5)
+
+
+def test_sliced_loss_equals_full_loss():
+    from t2t.data import Encoded, collate
+    from t2t.models.base import ModelSpec
+    from t2t.models.transformer import Transformer, TransformerOptions
+    from t2t.trainer import label_smoothed_loss, sequence_loss
+    torch.manual_seed(0)
+    model = Transformer(TransformerOptions(dim=16, heads=2, ff_dim=32, layers=1, dropout=0.0), ModelSpec(20, 20)).eval()
+    batch = collate([Encoded([5, 6, 7, 8], [9, 10, 11], 0), Encoded([5, 6], [12], 1)], 0, 2, 3)
+    full = label_smoothed_loss(model(batch.src, batch.src_lengths, batch.tgt_in), batch.tgt_out, 0.1, 0)
+    sliced = sequence_loss(model, model.out, batch, 0.1, 0, rows=2)
+    assert torch.allclose(full[0], sliced[0]) and torch.allclose(full[1], sliced[1])

@@ -6,8 +6,6 @@ Shapes: B batch, S source length, T query length, D dim, H heads.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -112,18 +110,24 @@ class MultiHeadAttention(nn.Module):
                     v = torch.cat([cache["v"], v], dim=2)
                 cache["k"], cache["v"] = k, v
         attn_mask = None if mask is None else mask[:, None]         # (B, 1, T|1, S)
-        if need_weights:
-            scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
-            if causal:
-                t, s = scores.shape[-2:]
-                scores = scores.masked_fill(~torch.ones(t, s, dtype=torch.bool, device=x.device).tril(s - t),
-                                            float("-inf"))
-            if attn_mask is not None:
-                scores = scores.masked_fill(~attn_mask, float("-inf"))
-            weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-            out = torch.matmul(F.dropout(weights, self.dropout, self.training), v)
-            return self.out(self._merge(out)), weights.mean(dim=1)
+        # CPU bf16: the fused kernel's backward is several times slower than plain matmuls here
+        if need_weights or (q.device.type == "cpu" and q.dtype == torch.bfloat16):
+            out, weights = self._math(q, k, v, attn_mask, causal)
+            out = self.out(self._merge(out))
+            return (out, weights.mean(dim=1)) if need_weights else out
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
                                              dropout_p=self.dropout if self.training else 0.0,
                                              is_causal=causal and attn_mask is None)
         return self.out(self._merge(out))
+
+    def _math(self, q, k, v, attn_mask, causal):
+        """Attention as explicit products; softmax in fp32. -> out (B, H, T, D/H), weights (B, H, T, S)."""
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (self.head_dim ** -0.5)
+        t, s = scores.shape[-2:]
+        if causal:
+            scores = scores.masked_fill(~torch.ones(t, s, dtype=torch.bool, device=q.device).tril(s - t),
+                                        float("-inf"))
+        if attn_mask is not None:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+        return torch.matmul(F.dropout(weights, self.dropout, self.training), v), weights

@@ -72,9 +72,18 @@ class Seq2Seq(nn.Module):
         """prev (B,) the last emitted ids -> logits (B, V) for the next token, and the new state."""
         raise NotImplementedError
 
-    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing: tgt_in (B, T) -> logits (B, T, V). Must equal running decode_step."""
+    def features(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: tgt_in (B, T) -> decoder outputs (B, T, D) before the output layer `self.out`."""
         raise NotImplementedError
+
+    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor,
+                features_only: bool = False) -> torch.Tensor:
+        """Teacher forcing: tgt_in (B, T) -> logits (B, T, V), or the (B, T, D) features.
+
+        Must equal running decode_step. The trainer asks for features and applies `self.out` to
+        the non-padding positions in slices, which keeps the (tokens, V) tensors small."""
+        h = self.features(src, src_lengths, tgt_in)
+        return h if features_only else self.out(h)
 
     def cross_attention(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Source attention weights (B, T, S') under teacher forcing, for plots."""

@@ -143,10 +143,10 @@ class RNNSeq2Seq(Seq2Seq):
         vecs, _, state = self._run(emb, state)
         return self.out(vecs[:, 0]), state
 
-    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+    def features(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         state = self.init_state(self.encode(src, src_lengths))
         vecs, _, _ = self._run(self.drop(self.tgt_embed(tgt_in)), state)
-        return self.out(vecs)                                       # (B, T, V)
+        return vecs                                                 # (B, T, D)
 
     def cross_attention(self, src, src_lengths, tgt_in) -> torch.Tensor:
         state = self.init_state(self.encode(src, src_lengths))

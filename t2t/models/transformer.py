@@ -191,21 +191,21 @@ class Transformer(Seq2Seq):
             x, w = layer(x, static["kv"][i], static["mask"], None if caches is None else caches[i],
                          need_weights=need_weights and i == last)
             weights = w if w is not None else weights
-        return self.out(self.dec_norm(x)), weights
+        return self.dec_norm(x), weights                            # (B, T, D)
 
     def decode_step(self, prev: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         caches = [dict(c) for c in state["cache"]]                   # new dicts: old states stay valid
-        logits, weights = self._decode(prev[:, None], state["static"], caches, state["pos"], state["need_attn"])
+        h, weights = self._decode(prev[:, None], state["static"], caches, state["pos"], state["need_attn"])
         new = {"static": state["static"], "cache": caches, "pos": state["pos"] + 1,
                "need_attn": state["need_attn"]}
         if weights is not None:
             new["attn"] = weights[:, 0]
-        return logits[:, 0], new
+        return self.out(h[:, 0]), new
 
-    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+    def features(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         static = self.init_state(self.encode(src, src_lengths))["static"]
-        logits, _ = self._decode(tgt_in, static, None, 0, False)
-        return logits                                                # (B, T, V)
+        h, _ = self._decode(tgt_in, static, None, 0, False)
+        return h                                                     # (B, T, D)
 
     def cross_attention(self, src, src_lengths, tgt_in) -> torch.Tensor:
         static = self.init_state(self.encode(src, src_lengths))["static"]

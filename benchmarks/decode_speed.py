@@ -1,0 +1,225 @@
+"""Decoding speed: t2t against HF `generate` (MarianMT) and CTranslate2, same model configuration.
+
+Transformer base (d 512, 6+6, 8 heads, ff 2048) and small (d 256, 3+3, 4 heads, ff 1024), vocabulary
+8000, random weights. Every system decodes the same random source sentences (15-30 tokens) with
+exactly 30 output tokens forced (minimum = maximum length), so that runs compare; greedy and beam 5,
+batches of 32 sentences, float32, 2 CPU threads. CTranslate2 (where it installs) gets the saved
+Marian model through its own converter, and is also run in int8 for reference.
+
+    python benchmarks/decode_speed.py [--sizes small,base] [--threads 2] [--sentences 256]
+
+Writes benchmarks/results/decode_speed.{json,md}. Needs `pip install transformers` (and optionally
+`ctranslate2`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SIZES = {"small": dict(dim=256, layers=3, heads=4, ff_dim=1024), "base": dict(dim=512, layers=6, heads=8, ff_dim=2048)}
+VOCAB, OUT_LEN, BATCH = 8000, 30, 32
+
+
+def sources(n: int, seed: int = 0) -> list[list[int]]:
+    import random
+    rng = random.Random(seed)
+    return [[rng.randrange(4, VOCAB) for _ in range(rng.randint(15, 30))] for _ in range(n)]
+
+
+def marian_config(size: str):
+    from transformers import MarianConfig
+    c = SIZES[size]
+    return MarianConfig(vocab_size=VOCAB, decoder_vocab_size=VOCAB, d_model=c["dim"], encoder_layers=c["layers"],
+                        decoder_layers=c["layers"], encoder_attention_heads=c["heads"],
+                        decoder_attention_heads=c["heads"], encoder_ffn_dim=c["ff_dim"], decoder_ffn_dim=c["ff_dim"],
+                        activation_function="relu", max_position_embeddings=512, pad_token_id=0, eos_token_id=3,
+                        decoder_start_token_id=2, bos_token_id=2, scale_embedding=True,
+                        share_encoder_decoder_embeddings=True, tie_word_embeddings=True, normalize_before=False)
+
+
+# --------------------------------------------------------------------------- workers (one process each)
+
+
+def worker_t2t(size: str, beam: int, threads: int, n: int, precision: str = "fp32") -> dict:
+    import torch
+
+    from t2t.models.base import ModelSpec
+    from t2t.models.transformer import Transformer, TransformerOptions
+    from t2t.options import DecodeOptions
+    from t2t.search import generate
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    c = SIZES[size]
+    model = Transformer(TransformerOptions(dim=c["dim"], layers=c["layers"], heads=c["heads"], ff_dim=c["ff_dim"],
+                                           norm="post", dropout=0.0), ModelSpec(VOCAB, VOCAB, shared_vocab=True)).eval()
+    opts = DecodeOptions(beam=beam, min_len=OUT_LEN, max_len_a=0.0, max_len_b=OUT_LEN + 1, length_penalty=1.0)
+    data = sources(n)
+    order = sorted(range(n), key=lambda i: len(data[i]))         # t2t sorts by length before batching
+
+    def run(count):
+        produced = 0
+        for start in range(0, count, BATCH):
+            idx = order[start: start + BATCH] if count == n else list(range(start, min(count, start + BATCH)))
+            lengths = torch.tensor([len(data[i]) for i in idx])
+            src = torch.zeros(len(idx), int(lengths.max()), dtype=torch.long)
+            for b, i in enumerate(idx):
+                src[b, : len(data[i])] = torch.tensor(data[i])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                out = generate(model, src, lengths, opts)
+            produced += sum(len(h[0].tokens) for h in out)
+        return produced
+
+    run(BATCH)                                                   # warm-up
+    t = time.perf_counter()
+    tokens = run(n)
+    elapsed = time.perf_counter() - t
+    return {"sentences_per_s": n / elapsed, "tokens_per_sentence": tokens / n}
+
+
+def worker_hf(size: str, beam: int, threads: int, n: int) -> dict:
+    import torch
+    from transformers import MarianMTModel
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = MarianMTModel(marian_config(size)).eval()
+    data = sources(n)
+
+    def run(items):
+        produced = 0
+        for start in range(0, len(items), BATCH):
+            chunk = items[start: start + BATCH]
+            width = max(len(s) for s in chunk) + 1
+            ids = torch.zeros(len(chunk), width, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for b, s in enumerate(chunk):
+                ids[b, : len(s) + 1] = torch.tensor(s + [3])
+                mask[b, : len(s) + 1] = 1
+            with torch.no_grad():
+                out = model.generate(input_ids=ids, attention_mask=mask, num_beams=beam, do_sample=False,
+                                     min_new_tokens=OUT_LEN, max_new_tokens=OUT_LEN, early_stopping=True)
+            produced += int((out[:, 1:] != 0).sum())
+        return produced
+
+    run(data[:BATCH])
+    t = time.perf_counter()
+    tokens = run(data)
+    elapsed = time.perf_counter() - t
+    return {"sentences_per_s": n / elapsed, "tokens_per_sentence": tokens / n}
+
+
+def worker_ct2(size: str, beam: int, threads: int, n: int, compute_type: str = "float32") -> dict:
+    import ctranslate2
+    import torch
+    from transformers import MarianMTModel
+    torch.manual_seed(0)
+    data = sources(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        hf_dir, ct2_dir = Path(tmp) / "marian", Path(tmp) / "ct2"
+        MarianMTModel(marian_config(size)).save_pretrained(hf_dir)
+        _write_marian_tokenizer(hf_dir)
+        ctranslate2.converters.TransformersConverter(str(hf_dir)).convert(str(ct2_dir), quantization=None)
+        translator = ctranslate2.Translator(str(ct2_dir), device="cpu", compute_type=compute_type,
+                                            intra_threads=threads, inter_threads=1)
+        tokens = [[f"w{i}" for i in s] + ["</s>"] for s in data]
+
+        def run(batch_tokens):
+            out = translator.translate_batch(batch_tokens, beam_size=beam, max_batch_size=BATCH,
+                                             min_decoding_length=OUT_LEN, max_decoding_length=OUT_LEN,
+                                             length_penalty=1.0)
+            return sum(len(r.hypotheses[0]) for r in out)
+
+        run(tokens[:BATCH])
+        t = time.perf_counter()
+        produced = run(tokens)
+        elapsed = time.perf_counter() - t
+    return {"sentences_per_s": n / elapsed, "tokens_per_sentence": produced / n}
+
+
+def _write_marian_tokenizer(directory: Path) -> None:
+    """A MarianTokenizer for the random model: vocab w0..w7999 and a small SentencePiece model
+    (CTranslate2's converter reads the vocabulary through the tokenizer)."""
+    import io
+
+    import sentencepiece as spm
+    vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2, "</s>": 3, **{f"w{i}": i for i in range(4, VOCAB)}}
+    (directory / "vocab.json").write_text(json.dumps(vocab))
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(["w1 w2 w3 w4 w5 w6 w7 w8 w9"] * 50), model_writer=model,
+                                   vocab_size=20, hard_vocab_limit=False, minloglevel=2)
+    for name in ("source.spm", "target.spm"):
+        (directory / name).write_bytes(model.getvalue())
+    (directory / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "MarianTokenizer",
+                                                                 "source_lang": "xx", "target_lang": "yy"}))
+
+
+def run_worker(args: list[str], threads: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run([sys.executable, __file__, "--worker", *args, "--threads", str(threads)],
+                          capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--sizes", default="small,base")
+    p.add_argument("--beams", default="1,5")
+    p.add_argument("--sentences", type=int, default=256)
+    p.add_argument("--systems", default="t2t,hf,ct2,ct2-int8,t2t-bf16")
+    p.add_argument("--worker", nargs=3, metavar=("SYSTEM", "SIZE", "BEAM"))
+    p.add_argument("--out", default=str(HERE / "results" / "decode_speed"))
+    args = p.parse_args()
+    if args.worker:
+        system, size, beam = args.worker
+        n = args.sentences if size == "small" else args.sentences // 2
+        fn = {"t2t": lambda: worker_t2t(size, int(beam), args.threads, n),
+              "t2t-bf16": lambda: worker_t2t(size, int(beam), args.threads, n, "bf16"),
+              "hf": lambda: worker_hf(size, int(beam), args.threads, n),
+              "ct2": lambda: worker_ct2(size, int(beam), args.threads, n),
+              "ct2-int8": lambda: worker_ct2(size, int(beam), args.threads, n, "int8")}[system]
+        print(json.dumps(fn()))
+        return
+    rows = []
+    for size in args.sizes.split(","):
+        for beam in args.beams.split(","):
+            for system in args.systems.split(","):
+                r = run_worker([system, size, beam, "--sentences", str(args.sentences)], args.threads)
+                rows.append({"system": system, "size": size, "beam": int(beam), **r})
+                print(json.dumps(rows[-1]), flush=True)
+    ratios = {}
+    for size in args.sizes.split(","):
+        for beam in args.beams.split(","):
+            pick = {r["system"]: r.get("sentences_per_s") for r in rows if r["size"] == size and r["beam"] == int(beam)}
+            if pick.get("t2t"):
+                for other in ("hf", "ct2"):
+                    if pick.get(other):
+                        ratios[f"{size}/beam{beam}: t2t / {other}"] = pick["t2t"] / pick[other]
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+              "threads": args.threads, "batch": BATCH, "output_tokens": OUT_LEN, "rows": rows, "ratios": ratios}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(json.dumps(result, indent=1))
+    lines = [f"# Decoding speed ({result['date']}, {result['machine']}, {args.threads} threads, batches of {BATCH}, "
+             f"{OUT_LEN} output tokens forced)", "", "| size | beam | system | sentences/s |", "|---|---|---|---|"]
+    for r in rows:
+        value = f"{r['sentences_per_s']:.1f}" if "sentences_per_s" in r else f"error: {r['error']}"
+        lines.append(f"| {r['size']} | {r['beam']} | {r['system']} | {value} |")
+    lines += ["", "| comparison | ratio |", "|---|---|"] + [f"| {k} | {v:.2f}x |" for k, v in ratios.items()]
+    Path(f"{out}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
