@@ -4,7 +4,8 @@ Transformer base (d 512, 6+6, 8 heads, ff 2048) and small (d 256, 3+3, 4 heads, 
 8000, random weights. Every system decodes the same random source sentences (15-30 tokens) with
 exactly 30 output tokens forced (minimum = maximum length), so that runs compare; greedy and beam 5,
 batches of 32 sentences, float32, 2 CPU threads. CTranslate2 (where it installs) gets the saved
-Marian model through its own converter, and is also run in int8 for reference.
+Marian model through its own converter, and is also run in int8 for reference; t2t is also run
+with bf16 weights (`decode.precision: bf16`).
 
     python benchmarks/decode_speed.py [--sizes small,base] [--threads 2] [--sentences 256]
 
@@ -35,14 +36,14 @@ def sources(n: int, seed: int = 0) -> list[list[int]]:
     return [[rng.randrange(4, VOCAB) for _ in range(rng.randint(15, 30))] for _ in range(n)]
 
 
-def marian_config(size: str):
+def marian_config(size: str, pad: int = 0, eos: int = 3, start: int = 2):
     from transformers import MarianConfig
     c = SIZES[size]
     return MarianConfig(vocab_size=VOCAB, decoder_vocab_size=VOCAB, d_model=c["dim"], encoder_layers=c["layers"],
                         decoder_layers=c["layers"], encoder_attention_heads=c["heads"],
                         decoder_attention_heads=c["heads"], encoder_ffn_dim=c["ff_dim"], decoder_ffn_dim=c["ff_dim"],
-                        activation_function="relu", max_position_embeddings=512, pad_token_id=0, eos_token_id=3,
-                        decoder_start_token_id=2, bos_token_id=2, scale_embedding=True,
+                        activation_function="relu", max_position_embeddings=512, pad_token_id=pad, eos_token_id=eos,
+                        decoder_start_token_id=start, bos_token_id=start, scale_embedding=True,
                         share_encoder_decoder_embeddings=True, tie_word_embeddings=True, normalize_before=False)
 
 
@@ -61,6 +62,8 @@ def worker_t2t(size: str, beam: int, threads: int, n: int, precision: str = "fp3
     c = SIZES[size]
     model = Transformer(TransformerOptions(dim=c["dim"], layers=c["layers"], heads=c["heads"], ff_dim=c["ff_dim"],
                                            norm="post", dropout=0.0), ModelSpec(VOCAB, VOCAB, shared_vocab=True)).eval()
+    if precision == "bf16":                      # what decode.precision: bf16 does: bf16 weights
+        model = model.to(torch.bfloat16)
     opts = DecodeOptions(beam=beam, min_len=OUT_LEN, max_len_a=0.0, max_len_b=OUT_LEN + 1, length_penalty=1.0)
     data = sources(n)
     order = sorted(range(n), key=lambda i: len(data[i]))         # t2t sorts by length before batching
@@ -73,8 +76,7 @@ def worker_t2t(size: str, beam: int, threads: int, n: int, precision: str = "fp3
             src = torch.zeros(len(idx), int(lengths.max()), dtype=torch.long)
             for b, i in enumerate(idx):
                 src[b, : len(data[i])] = torch.tensor(data[i])
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                out = generate(model, src, lengths, opts)
+            out = generate(model, src, lengths, opts)
             produced += sum(len(h[0].tokens) for h in out)
         return produced
 
@@ -124,12 +126,13 @@ def worker_ct2(size: str, beam: int, threads: int, n: int, compute_type: str = "
     data = sources(n)
     with tempfile.TemporaryDirectory() as tmp:
         hf_dir, ct2_dir = Path(tmp) / "marian", Path(tmp) / "ct2"
-        MarianMTModel(marian_config(size)).save_pretrained(hf_dir)
+        # Marian's own convention, which the converter expects: </s> = 0, <pad> = the last id
+        MarianMTModel(marian_config(size, pad=VOCAB - 1, eos=0, start=VOCAB - 1)).save_pretrained(hf_dir)
         _write_marian_tokenizer(hf_dir)
         ctranslate2.converters.TransformersConverter(str(hf_dir)).convert(str(ct2_dir), quantization=None)
         translator = ctranslate2.Translator(str(ct2_dir), device="cpu", compute_type=compute_type,
                                             intra_threads=threads, inter_threads=1)
-        tokens = [[f"w{i}" for i in s] + ["</s>"] for s in data]
+        tokens = [[f"w{min(i, VOCAB - 2)}" for i in s] + ["</s>"] for s in data]
 
         def run(batch_tokens):
             out = translator.translate_batch(batch_tokens, beam_size=beam, max_batch_size=BATCH,
@@ -150,7 +153,7 @@ def _write_marian_tokenizer(directory: Path) -> None:
     import io
 
     import sentencepiece as spm
-    vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2, "</s>": 3, **{f"w{i}": i for i in range(4, VOCAB)}}
+    vocab = {"</s>": 0, "<unk>": 1, "<s>": 2, **{f"w{i}": i for i in range(3, VOCAB - 1)}, "<pad>": VOCAB - 1}
     (directory / "vocab.json").write_text(json.dumps(vocab))
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(sentence_iterator=iter(["w1 w2 w3 w4 w5 w6 w7 w8 w9"] * 50), model_writer=model,

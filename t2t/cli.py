@@ -287,7 +287,7 @@ def _split(text: str | None) -> list[str]:
 
 def _decode_overrides(args) -> dict:
     keys = ("beam", "nbest", "length_penalty", "max_len_a", "max_len_b", "min_len", "no_repeat_ngram_size",
-            "unk_penalty", "temperature", "top_k", "top_p", "max_sentences")
+            "unk_penalty", "temperature", "top_k", "top_p", "max_sentences", "precision")
     out = {k: getattr(args, k, None) for k in keys}
     if getattr(args, "sampling", False):
         out["sampling"] = True
@@ -309,6 +309,7 @@ def _add_decode_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top-k", type=int)
     g.add_argument("--top-p", type=float)
     g.add_argument("--max-sentences", type=int, help="sentences per decoding batch")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="decoding precision")
 
 
 def _add_common(p: argparse.ArgumentParser, recipe: bool | str = True) -> None:

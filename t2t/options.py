@@ -154,6 +154,8 @@ class DecodeOptions(Options):
     top_k: int = option(0, min=0, help="sample from the k most likely tokens (0: all)")
     top_p: float = option(1.0, min=0.0, max=1.0, help="nucleus sampling: smallest set with this probability mass")
     max_sentences: int = option(64, min=1, help="sentences per decoding batch")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
+        "auto", help="weights and activations when decoding (auto: bf16 on CUDA where supported, else fp32)")
 
     def check(self) -> None:
         if self.nbest > self.beam and not self.sampling:

@@ -37,6 +37,15 @@ def resolve_device(name: str | None = "auto") -> torch.device:
     return device
 
 
+def decode_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype of weights and activations for a `decode.precision` on a device."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    if precision == "fp16" and device.type != "cuda":
+        raise T2TError("decode.precision fp16 needs a CUDA GPU; on CPU use bf16 or fp32")
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
 def build_task(recipe: Recipe, registry, data_dir: str | os.PathLike | None = None) -> Task:
     cls = registry.get("tasks", recipe.task)
     return cls(recipe.data, resolve_data_dir(recipe, data_dir), recipe.seed)
@@ -84,6 +93,7 @@ class Pipeline:
         self.model, self.device, self.registry = model, device, registry
         v = tgt_tok.vocab
         self.specials = Specials(bos=v.bos, eos=v.eos, pad=v.pad, unk=v.unk)
+        self.owns_model = False          # True when loaded for decoding: it may cast the weights
 
     # ------------------------------------------------------------------ building
     @staticmethod
@@ -114,6 +124,7 @@ class Pipeline:
         model.to(dev).eval()
         pipe = cls(recipe, task, src_tok, tgt_tok, model, dev, registry)
         pipe.checkpoint_path = file
+        pipe.owns_model = True
         return pipe
 
     def payload(self) -> dict:
@@ -148,12 +159,20 @@ class Pipeline:
             raise T2TError(f"decode.{getattr(e, 'key', '')}: {e}") from None
         return opts
 
+    def _set_precision(self, precision: str) -> None:
+        """Cast the model's weights for decoding (a pipeline loaded for decoding owns its model)."""
+        dtype = decode_dtype(precision, self.device)
+        if next(self.model.parameters()).dtype != dtype:
+            self.model.to(dtype)
+
     @torch.no_grad()
     def search(self, sources: Sequence[Any], opts: DecodeOptions | None = None, seed: int | None = None,
                need_attention: bool = False) -> list[list[Hypothesis]]:
         """Hypotheses for each source, in input order; batches are formed from length-sorted inputs."""
         opts = opts or self.recipe.decode
         self.model.eval()
+        if self.owns_model:
+            self._set_precision(opts.precision)
         encoded = [Encoded(self.encode_source(s), [], i) for i, s in enumerate(sources)]
         for e in encoded:
             if e.src_len == 0:

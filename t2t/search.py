@@ -59,12 +59,12 @@ def generate(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, opts:
     return beam_search(model, src, src_lengths, opts, specials, need_attention)
 
 
-def _penalize(lp: torch.Tensor, step: int, hist: torch.Tensor, limit: torch.Tensor,
-              opts: DecodeOptions, sp: Specials) -> torch.Tensor:
-    """Log-probs (N, V) with the search constraints applied for output position `step`.
+def _penalize_(lp: torch.Tensor, step: int, hist: torch.Tensor, limit: torch.Tensor,
+               opts: DecodeOptions, sp: Specials) -> None:
+    """Apply the search constraints for output position `step` to log-probs lp (N, V), in place.
 
-    hist (N, step) tokens so far; limit (N,) maximum lengths (</s> included)."""
-    lp = lp.clone()
+    hist (N, step) tokens so far; limit (N,) maximum lengths (</s> included). A finite entry
+    differs from the model's log-probability only by the unknown-token penalty (see `_model_lp`)."""
     lp[:, sp.pad] = -math.inf
     lp[:, sp.bos] = -math.inf
     if opts.unk_penalty:
@@ -87,7 +87,13 @@ def _penalize(lp: torch.Tensor, step: int, hist: torch.Tensor, limit: torch.Tens
         eos = lp[at_limit, sp.eos].clone()
         lp[at_limit] = -math.inf
         lp[at_limit, sp.eos] = eos
-    return lp
+
+
+def _model_lp(lp: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor, opts: DecodeOptions,
+              sp: Specials) -> torch.Tensor:
+    """The model's own log-probabilities of chosen tokens, from penalised log-probs."""
+    picked = lp[rows, tokens]
+    return picked + opts.unk_penalty * (tokens == sp.unk) if opts.unk_penalty else picked
 
 
 # --------------------------------------------------------------------------- one path per sentence
@@ -139,10 +145,11 @@ def _single_path(model, src, src_lengths, opts, sp, choose, need_attention) -> l
     out: list[Hypothesis | None] = [None] * b
     for step in range(int(limit.max())):
         logits, state = model.decode_step(prev, state)
-        raw = torch.log_softmax(logits.float(), dim=-1)
-        tok = choose(_penalize(raw, step, hist, limit[rows], opts, sp))
+        lp = torch.log_softmax(logits.float(), dim=-1)
+        _penalize_(lp, step, hist, limit[rows], opts, sp)
+        tok = choose(lp)
         hist = torch.cat([hist, tok[:, None]], dim=1)
-        tok_lp = torch.cat([tok_lp, raw.gather(1, tok[:, None])], dim=1)
+        tok_lp = torch.cat([tok_lp, _model_lp(lp, torch.arange(len(tok), device=tok.device), tok, opts, sp)[:, None]], dim=1)
         if attn is not None:
             attn.append(state["attn"].float())
         done = tok == sp.eos
@@ -157,7 +164,7 @@ def _single_path(model, src, src_lengths, opts, sp, choose, need_attention) -> l
             keep = (~done).nonzero().flatten()
             if keep.numel() == 0:
                 break
-            state = model.select_state(state, keep)
+            state = model.select_state(state, keep, keep)
             rows, tok, hist, tok_lp = rows[keep], tok[keep], hist[keep], tok_lp[keep]
             if attn is not None:
                 attn = [s[keep] for s in attn]
@@ -178,37 +185,39 @@ def beam_search(model, src, src_lengths, opts, sp=Specials(), need_attention=Fal
     length penalty can lift them at most to score / lp(max length)."""
     device, b, k, alpha = src.device, src.shape[0], opts.beam, opts.length_penalty
     state = model.init_state(model.encode(src, src_lengths), need_attn=need_attention)
-    state = model.select_state(state, torch.arange(b, device=device).repeat_interleave(k))
     limit = max_lengths(src_lengths, opts)                               # (B,)
     sent = torch.arange(b, device=device)                                # sentence of each active group
-    scores = torch.full((b, k), -math.inf, device=device)                # penalised log-prob sums
-    scores[:, 0] = 0.0
-    prev = torch.full((b * k,), sp.bos, dtype=torch.long, device=device)
-    hist = torch.zeros(b * k, 0, dtype=torch.long, device=device)
-    tok_lp = torch.zeros(b * k, 0, device=device)
-    attn_hist = torch.zeros(b * k, 0, src.shape[1], device=device) if need_attention else None
+    # Before the first token every beam of a sentence is the same, so step 0 runs one row per
+    # sentence (width 1) and its best K extensions become the K beams.
+    width = 1
+    scores = torch.zeros(b, 1, device=device)                            # penalised log-prob sums
+    prev = torch.full((b,), sp.bos, dtype=torch.long, device=device)
+    hist = torch.zeros(b, 0, dtype=torch.long, device=device)
+    tok_lp = torch.zeros(b, 0, device=device)
+    attn_hist = torch.zeros(b, 0, src.shape[1], device=device) if need_attention else None
     finished: list[list[Hypothesis]] = [[] for _ in range(b)]
     kth_best = torch.full((b,), -math.inf, device=device)                # nbest-th finished score
     for step in range(int(limit.max())):
         n = sent.shape[0]
         logits, state = model.decode_step(prev, state)
-        raw = torch.log_softmax(logits.float(), dim=-1)                   # (n*K, V)
-        vocab = raw.shape[1]
-        lp = _penalize(raw, step, hist, limit[sent].repeat_interleave(k), opts, sp)
-        cand = (scores[:, :, None] + lp.view(n, k, vocab)).view(n, k * vocab)
-        top_s, top_i = cand.topk(min(2 * k, k * vocab), dim=1)            # (n, 2K), sorted
-        parent = (torch.arange(n, device=device)[:, None] * k + top_i // vocab)   # rows (n, 2K)
+        lp = torch.log_softmax(logits.float(), dim=-1)                    # (n*width, V)
+        vocab = lp.shape[1]
+        _penalize_(lp, step, hist, limit[sent].repeat_interleave(width), opts, sp)
+        cand = (scores[:, :, None] + lp.view(n, width, vocab)).view(n, width * vocab)
+        top_s, top_i = cand.topk(min(2 * k, width * vocab), dim=1)        # (n, 2K), sorted
+        parent = torch.arange(n, device=device)[:, None] * width + top_i // vocab   # rows (n, 2K)
         token = top_i % vocab
         is_eos = (token == sp.eos) & torch.isfinite(top_s)
         step_attn = state["attn"].float() if need_attention else None
         if is_eos.any():
             length = step + 1
-            for g, j in is_eos.nonzero().tolist():
+            eos_lp = _model_lp(lp, parent[is_eos], token[is_eos], opts, sp).tolist()
+            for (g, j), last in zip(is_eos.nonzero().tolist(), eos_lp):
                 r = int(parent[g, j])
-                lps = torch.cat([tok_lp[r], raw[r, sp.eos].view(1)])
+                lps = tok_lp[r].tolist() + [last]
                 a = torch.cat([attn_hist[r], step_attn[r][None]]) if need_attention else None
                 score = float(top_s[g, j]) / length_penalty(length, alpha)
-                finished[int(sent[g])].append(Hypothesis(hist[r].tolist(), score, float(lps.sum()), lps.tolist(), a))
+                finished[int(sent[g])].append(Hypothesis(hist[r].tolist(), score, sum(lps), lps, a))
             for g in is_eos.any(1).nonzero().flatten().tolist():
                 best = sorted((h.score for h in finished[int(sent[g])]), reverse=True)
                 if len(best) >= opts.nbest:
@@ -219,10 +228,12 @@ def beam_search(model, src, src_lengths, opts, sp=Specials(), need_attention=Fal
         new_tok = token.gather(1, go_j).view(-1)
         scores = go_s
         hist = torch.cat([hist[rows], new_tok[:, None]], dim=1)
-        tok_lp = torch.cat([tok_lp[rows], raw[rows, new_tok][:, None]], dim=1)
+        tok_lp = torch.cat([tok_lp[rows], _model_lp(lp, rows, new_tok, opts, sp)[:, None]], dim=1)
         if need_attention:
             attn_hist = torch.cat([attn_hist[rows], step_attn[rows][:, None]], dim=1)
-        state = model.reorder_state(state, rows)
+        state = model.reorder_state(state, rows)                           # step 0: 1 row -> K rows
+
+        width = k
         prev = new_tok
         # which sentences are done
         best_open = scores.max(dim=1).values
@@ -234,7 +245,7 @@ def beam_search(model, src, src_lengths, opts, sp=Specials(), need_attention=Fal
             keep = (~done).nonzero().flatten()
             keep_rows = (keep[:, None] * k + torch.arange(k, device=device)).view(-1)
             sent, scores = sent[keep], scores[keep]
-            state = model.select_state(state, keep_rows)
+            state = model.select_state(state, keep_rows, keep)
             prev, hist, tok_lp = prev[keep_rows], hist[keep_rows], tok_lp[keep_rows]
             if need_attention:
                 attn_hist = attn_hist[keep_rows]

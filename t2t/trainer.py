@@ -478,7 +478,8 @@ class Trainer:
                                       max_sentences=o.max_sentences_decode)
             for start in range(0, count, o.max_sentences_decode):
                 chunk = self.valid_ex[start: min(count, start + o.max_sentences_decode)]
-                hyps = self.pipe.search([ex.source for ex in chunk], dec)
+                with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+                    hyps = self.pipe.search([ex.source for ex in chunk], dec)
                 texts = [self.pipe.detokenize(h[0].tokens) for h in hyps]
                 for m in metrics:
                     m.update(texts, [ex.refs for ex in chunk])

@@ -5,6 +5,7 @@ import json
 import sys
 
 import pytest
+import torch
 import yaml
 
 from t2t.cli import main
@@ -103,3 +104,14 @@ def test_average_checkpoints(run, capsys):
     assert "train_state" not in avg
     (tmp / "one.txt").write_text("a b\n")
     assert main(["generate", "--checkpoint", str(tmp / "avg.pt"), "--input", str(tmp / "one.txt")]) == 0
+
+
+def test_bf16_decoding_agrees_with_fp32(run):
+    from t2t.pipeline import load
+    tmp, _ = run
+    words = ["a b c", "d e f g", "h i j", "b a", "c c d e"]
+    fp32 = load(tmp / "run", device="cpu").generate(words, precision="fp32")
+    pipe = load(tmp / "run", device="cpu")
+    bf16 = pipe.generate(words, precision="bf16")
+    assert next(pipe.model.parameters()).dtype == torch.bfloat16
+    assert sum(a == b for a, b in zip(fp32, bf16)) >= 4

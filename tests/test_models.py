@@ -105,16 +105,27 @@ def test_source_attention_scores(kind):
 
 
 def test_reorder_state_picks_rows(model):
+    """Hypotheses of one sentence share its static state: reordering them equals decoding the
+    reordered prefixes from scratch."""
     src, src_len, tgt = batch(4)
     state = model.init_state(model.encode(src, src_len))
-    _, state = model.decode_step(tgt[:, 0], state)
-    index = torch.tensor([2, 2, 0, 1])
-    # reordering hypotheses within the same sentences: use a batch of one sentence repeated
-    single = model.select_state(state, torch.tensor([1, 1, 1, 1]))
-    moved = model.reorder_state(single, index)
-    a, _ = model.decode_step(tgt[index, 1], moved)
-    b, _ = model.decode_step(tgt[index, 1], model.select_state(single, index))
-    assert torch.allclose(a, b, atol=1e-6)
+    three = torch.tensor([0, 0, 0, 1, 1, 1])                                   # 3 hypotheses per sentence
+    wide = model.select_state(state, three, torch.tensor([0, 1]))
+    prefixes = tgt[[0, 0, 0, 1, 1, 1], :2].clone()
+    prefixes[1, 1], prefixes[4, 1] = 5, 6
+    for t in range(2):
+        _, wide = model.decode_step(prefixes[:, t], wide)
+    index = torch.tensor([1, 1, 0, 5, 3, 3])
+    a, _ = model.decode_step(prefixes[index, 1], model.reorder_state(wide, index))
+    fresh = model.select_state(model.init_state(model.encode(src, src_len)), three, torch.tensor([0, 1]))
+    for t in range(2):
+        _, fresh = model.decode_step(prefixes[index, t], fresh)
+    b, _ = model.decode_step(prefixes[index, 1], fresh)
+    assert torch.allclose(a, b, atol=1e-5)
+    full, _ = model.decode_step(prefixes[:, 1], wide)
+    kept = model.select_state(wide, torch.tensor([3, 4, 5]), torch.tensor([1]))   # drop sentence 0
+    c, _ = model.decode_step(prefixes[3:, 1], kept)
+    assert torch.allclose(c, full[3:], atol=1e-5)
 
 
 def test_state_dict_round_trip(model, tmp_path):

@@ -134,14 +134,18 @@ class RNNSeq2Seq(Seq2Seq):
         return vecs, attn, new
 
     def _attend(self, h: torch.Tensor, static: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        context, attn = self.attn(h, static["keys"], static["memory"], static["mask"])
+        """h (N, T, D) -> attentional vectors (N, T, D), attention (N, T, S); the hypotheses of a
+        sentence query its memory together."""
+        b = static["memory"].shape[0]
+        context, attn = self.attn(self.by_sentence(h, b), static["keys"], static["memory"], static["mask"])
+        context, attn = context.reshape(h.shape), attn.reshape(*h.shape[:2], attn.shape[-1])
         vec = torch.tanh(self.combine(torch.cat([context, h], dim=-1)))
         return self.drop(vec), attn
 
     def decode_step(self, prev: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         emb = self.drop(self.tgt_embed(prev[:, None]))              # (B, 1, E)
         vecs, _, state = self._run(emb, state)
-        return self.out(vecs[:, 0]), state
+        return self.project(vecs[:, 0]), state
 
     def features(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         state = self.init_state(self.encode(src, src_lengths))

@@ -112,22 +112,27 @@ class DecoderLayer(nn.Module):
         self.drop = nn.Dropout(o.dropout)
 
     def forward(self, x, kv, mem_mask, cache=None, need_weights=False):
-        """x (B, T, D); kv: memory keys/values; mem_mask (B, 1, S); cache: this layer's k/v or None."""
+        """x (N, T, D) hypothesis rows; kv: memory keys/values and mem_mask (B, 1, S) of the B
+        sentences (N = B * hypotheses per sentence); cache: this layer's k/v or None."""
         causal = cache is None or "k" not in cache      # a cached step (T = 1) sees every earlier position
-        weights = None
         if self.pre:
             x = x + self.drop(self.self_attn(self.norm1(x), causal=causal, cache=cache))
-            y = self.cross_attn(self.norm2(x), mem_mask, kv=kv, need_weights=need_weights)
-            y, weights = y if need_weights else (y, None)
+            y, weights = self._cross(self.norm2(x), kv, mem_mask, need_weights)
             x = x + self.drop(y)
-            x = x + self.drop(self.ff(self.norm3(x)))
-        else:
-            x = self.norm1(x + self.drop(self.self_attn(x, causal=causal, cache=cache)))
-            y = self.cross_attn(x, mem_mask, kv=kv, need_weights=need_weights)
-            y, weights = y if need_weights else (y, None)
-            x = self.norm2(x + self.drop(y))
-            x = self.norm3(x + self.drop(self.ff(x)))
-        return x, weights
+            return x + self.drop(self.ff(self.norm3(x))), weights
+        x = self.norm1(x + self.drop(self.self_attn(x, causal=causal, cache=cache)))
+        y, weights = self._cross(x, kv, mem_mask, need_weights)
+        x = self.norm2(x + self.drop(y))
+        return self.norm3(x + self.drop(self.ff(x))), weights
+
+    def _cross(self, x, kv, mem_mask, need_weights):
+        """Cross-attention with each sentence's hypotheses as one block of queries."""
+        q = Seq2Seq.by_sentence(x, mem_mask.shape[0])                # (B, N/B*T, D)
+        y = self.cross_attn(q, mem_mask, kv=kv, need_weights=need_weights)
+        y, weights = y if need_weights else (y, None)
+        if weights is not None:
+            weights = weights.reshape(*x.shape[:2], weights.shape[-1])
+        return y.reshape(x.shape), weights
 
 
 class Transformer(Seq2Seq):
@@ -200,7 +205,7 @@ class Transformer(Seq2Seq):
                "need_attn": state["need_attn"]}
         if weights is not None:
             new["attn"] = weights[:, 0]
-        return self.out(h[:, 0]), new
+        return self.project(h[:, 0]), new
 
     def features(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         static = self.init_state(self.encode(src, src_lengths))["static"]
