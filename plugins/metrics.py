@@ -291,30 +291,31 @@ class DistinctOptions(MetricOptions):
 
 
 class DistinctN(t2t.Metric):
-    """distinct-n (Li et al. 2016): distinct n-grams / all n-grams over the corpus's hypotheses, in %."""
+    """distinct-n (Li et al. 2016): distinct n-grams / all n-grams over the corpus's hypotheses, in %;
+    the details give every order up to n."""
 
     name = "distinct_n"
     Options = DistinctOptions
 
     def reset(self) -> None:
         super().reset()
-        self.seen: set = set()
-        self.total = 0
+        self.seen: list[set] = [set() for _ in range(self.options.n)]
+        self.total = [0] * self.options.n
 
     def update(self, hyps, refs) -> None:
         t2t.metric.check_lengths(hyps, refs)
-        n = self.options.n
         for h in hyps:
             words = h.split()
-            grams = [tuple(words[i: i + n]) for i in range(len(words) - n + 1)]
-            self.seen.update(grams)
-            self.total += len(grams)
+            for k in range(1, self.options.n + 1):
+                grams = [tuple(words[i: i + k]) for i in range(len(words) - k + 1)]
+                self.seen[k - 1].update(grams)
+                self.total[k - 1] += len(grams)
         self.count += len(hyps)
 
     def result(self) -> Score:
-        value = 100.0 * len(self.seen) / self.total if self.total else 0.0
-        return Score(self.name, value, True, f"distinct-{self.options.n}|ws-split",
-                     {"sentences": self.count, "ngrams": self.total})
+        values = [100.0 * len(s) / t if t else 0.0 for s, t in zip(self.seen, self.total)]
+        return Score(self.name, values[-1], True, f"distinct-{self.options.n}|ws-split",
+                     {"sentences": self.count, **{f"distinct_{k + 1}": v for k, v in enumerate(values)}})
 
 
 @t2t.hookimpl

@@ -129,23 +129,27 @@ def _print_summary(summary: dict) -> None:
 def cmd_evaluate(args) -> int:
     from t2t.evaluation import evaluate
     recipe = _load_recipe(args) if args.recipe else None
+    if args.checkpoint is None and (recipe is None or not args.baseline):
+        raise T2TError("evaluate needs --checkpoint RUN, or a recipe with --baseline NAME")
     report = evaluate(args.checkpoint, recipe, split=args.split, data_dir=args.data_dir, device=args.device,
-                      out_dir=args.out, limit=args.limit, **_decode_overrides(args))
+                      out_dir=args.out, limit=args.limit, baselines=args.baseline or (), **_decode_overrides(args))
     _print_report(report)
     return 0
 
 
 def _print_report(report: dict) -> None:
-    print(f"{report['task']} {report['split']}: {report['sentences']} sentences, "
-          f"{report['sentences_per_s']} sentences/s")
-    for name, s in report["metrics"].items():
+    speed = f", {report['sentences_per_s']} sentences/s" if "sentences_per_s" in report else ""
+    ppl = f", reference perplexity {report['reference_ppl']:.2f}" if "reference_ppl" in report else ""
+    print(f"{report['task']} {report['split']}: {report['sentences']} sentences{speed}{ppl}")
+    for name, s in report.get("metrics", {}).items():
         print(f"  {name:<12} {s['value']:8.2f}   {s.get('signature', '')}")
         for sub, v in s.get("details", {}).items():
             if isinstance(v, float) and sub != name:
                 print(f"    {sub:<10} {v:8.2f}")
     for name, metrics in report.get("baselines", {}).items():
-        print(f"  baseline {name}: " + ", ".join(f"{k} {s['value']:.2f}" for k, s in metrics.items()))
-    print(f"report: {report['outputs']['side_by_side'].rsplit('.', 1)[0]}.report.json (and .md)")
+        print(f"  baseline {name}: " + ", ".join(f"{k} {s['value']:.2f}" for k, s in metrics.items()
+                                                 if isinstance(s, dict)))
+    print(f"report: {report['outputs']['report']} (and .md)")
 
 
 def cmd_run(args) -> int:
@@ -348,8 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="decode a split with a checkpoint and score it")
     _add_common(p, recipe="optional")
-    p.add_argument("--checkpoint", required=True, help="run directory or checkpoint file")
+    p.add_argument("--checkpoint", help="run directory or checkpoint file")
     p.add_argument("--split", default="test")
+    p.add_argument("--baseline", action="append", help="also score a model-free baseline of the task (e.g. lead)")
     p.add_argument("--out", help="folder for hypotheses and the report (default: RUN/eval)")
     p.add_argument("--limit", type=int, help="only the first N examples")
     _add_decode_flags(p)
@@ -397,7 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # overrides may come after options (`t2t train r.yaml --data-dir d train.lr=1e-3`)
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     quiet = args.quiet or int(os.environ.get("RANK", "0")) != 0
     _setup_logging(quiet)
     try:
@@ -410,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("t2t: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:                      # output piped into `head` and the like
+        sys.stdout = open(os.devnull, "w")
+        return 0
 
 
 if __name__ == "__main__":

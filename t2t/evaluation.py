@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Sequence
@@ -33,27 +34,59 @@ def metric_objects(recipe: Recipe, registry, names: Sequence[str] | None = None)
     return [registry.get("metrics", m.name)(m.options) for m in specs]
 
 
-def evaluate(checkpoint: str | Path, recipe: Recipe | None = None, split: str = "test", data_dir=None,
-             device: str = "auto", out_dir: str | Path | None = None, registry=None, limit: int | None = None,
-             **decode_overrides) -> dict:
-    """Decode `split` with the checkpoint's model and score it; returns the report (also written)."""
-    pipe = Pipeline.from_checkpoint(checkpoint, device=device, registry=registry, data_dir=data_dir)
-    if recipe is not None:                       # the given recipe says what to evaluate on and how
-        pipe.recipe = dataclasses.replace(pipe.recipe, data=recipe.data, decode=recipe.decode,
-                                          metrics=recipe.metrics, task=recipe.task)
-        pipe.task = build_task(pipe.recipe, pipe.registry, data_dir)
-    opts = pipe.decode_options(**decode_overrides)
-    examples = pipe.task.examples(split)[:limit]
-    metrics = metric_objects(pipe.recipe, pipe.registry)
-    out = Path(out_dir) if out_dir else run_dir_of(pipe.checkpoint_path) / "eval"
+def evaluate(checkpoint: str | Path | None = None, recipe: Recipe | None = None, split: str = "test",
+             data_dir=None, device: str = "auto", out_dir: str | Path | None = None, registry=None,
+             limit: int | None = None, baselines: Sequence[str] = (), **decode_overrides) -> dict:
+    """Decode `split` with the checkpoint's model and score it, next to any model-free `baselines`
+    of the task; returns the report (also written). With no checkpoint, only the baselines."""
+    if checkpoint is None and recipe is None:
+        raise T2TError("evaluate needs a checkpoint, or a recipe and --baseline")
+    pipe = None
+    if checkpoint is not None:
+        pipe = Pipeline.from_checkpoint(checkpoint, device=device, registry=registry, data_dir=data_dir)
+        if recipe is not None:                   # the given recipe says what to evaluate on and how
+            pipe.recipe = dataclasses.replace(pipe.recipe, data=recipe.data, decode=recipe.decode,
+                                              metrics=recipe.metrics, task=recipe.task)
+            pipe.task = build_task(pipe.recipe, pipe.registry, data_dir)
+        recipe, task, registry = pipe.recipe, pipe.task, pipe.registry
+        out = Path(out_dir) if out_dir else run_dir_of(pipe.checkpoint_path) / "eval"
+    else:
+        if registry is None:
+            from t2t.registry import get_registry
+            registry = get_registry()
+        task = build_task(recipe, registry, data_dir)
+        out = Path(out_dir) if out_dir else Path(recipe.output_dir) / "eval"
+    unknown = [b for b in baselines if b not in task.baselines]
+    if unknown:
+        raise T2TError(f"task '{recipe.task}' has no baseline '{unknown[0]}'; its baselines: "
+                       f"{', '.join(task.baselines) or 'none'}")
+    examples = task.examples(split)[:limit]
     out.mkdir(parents=True, exist_ok=True)
+    report = {"task": recipe.task, "split": split, "sentences": len(examples)}
+    if pipe is not None:
+        report.update(_decode_and_score(pipe, examples, split, out, pipe.decode_options(**decode_overrides)))
+    for name in baselines:
+        texts = task.baseline(name, examples)
+        (out / f"{split}.{name}.hyp").write_text("".join(_one_line(t) + "\n" for t in texts), encoding="utf-8")
+        scores = score_texts(metric_objects(recipe, registry), texts, [ex.refs for ex in examples])
+        report.setdefault("baselines", {})[name] = {k: s.to_dict() for k, s in scores.items()}
+        report["baselines"][name]["avg_words"] = _avg_words(texts)
+    report.setdefault("outputs", {})["report"] = str(out / f"{split}.report.json")
+    write_report(report, out / f"{split}.report")
+    return report
+
+
+def _decode_and_score(pipe: Pipeline, examples, split: str, out: Path, opts) -> dict:
+    metrics = metric_objects(pipe.recipe, pipe.registry)
     started = time.time()
+    words = 0
     with open(out / f"{split}.hyp", "w", encoding="utf-8") as fh, open(out / f"{split}.tsv", "w", encoding="utf-8") as ft:
         ft.write("id\tsource\thypothesis\treferences\n")
         for start in range(0, len(examples), opts.max_sentences * 4):
             chunk = examples[start: start + opts.max_sentences * 4]
             results = pipe.search([ex.source for ex in chunk], opts)
             texts = [pipe.detokenize(r[0].tokens) for r in results]
+            words += sum(len(t.split()) for t in texts)
             for m in metrics:
                 m.update(texts, [ex.refs for ex in chunk])
             for ex, text in zip(chunk, texts):
@@ -61,16 +94,17 @@ def evaluate(checkpoint: str | Path, recipe: Recipe | None = None, split: str = 
                 src = ex.source if isinstance(ex.source, str) else f"<features {tuple(ex.source.shape)}>"
                 ft.write("\t".join(_one_line(x) for x in (ex.id, src, text, " ||| ".join(ex.refs))) + "\n")
     elapsed = time.time() - started
-    scores = {m.name: m.result() for m in metrics}
-    report = {
-        "task": pipe.recipe.task, "split": split, "sentences": len(examples),
-        "checkpoint": str(pipe.checkpoint_path), "decode": dataclasses.asdict(opts),
-        "metrics": {k: s.to_dict() for k, s in scores.items()},
-        "time_s": round(elapsed, 2), "sentences_per_s": round(len(examples) / max(elapsed, 1e-9), 2),
-        "device": str(pipe.device), "outputs": {"hypotheses": str(out / f"{split}.hyp"), "side_by_side": str(out / f"{split}.tsv")},
-    }
-    write_report(report, out / f"{split}.report")
-    return report
+    nll, tokens = pipe.reference_loss(examples)
+    return {"checkpoint": str(pipe.checkpoint_path), "decode": dataclasses.asdict(opts),
+            "metrics": {m.name: m.result().to_dict() for m in metrics},
+            "reference_ppl": math.exp(min(nll / max(tokens, 1), 50)), "avg_words": words / max(len(examples), 1),
+            "time_s": round(elapsed, 2), "sentences_per_s": round(len(examples) / max(elapsed, 1e-9), 2),
+            "device": str(pipe.device),
+            "outputs": {"hypotheses": str(out / f"{split}.hyp"), "side_by_side": str(out / f"{split}.tsv")}}
+
+
+def _avg_words(texts: Sequence[str]) -> float:
+    return sum(len(t.split()) for t in texts) / max(len(texts), 1)
 
 
 def score_texts(metrics: Sequence[Metric], hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict[str, Score]:
@@ -92,7 +126,7 @@ def write_report(report: dict, stem: Path) -> None:
 
 def markdown(report: dict) -> str:
     lines = [f"# Evaluation: {report.get('task', '')} / {report.get('split', '')}", ""]
-    for key in ("checkpoint", "sentences", "time_s", "sentences_per_s", "device"):
+    for key in ("checkpoint", "sentences", "reference_ppl", "avg_words", "time_s", "sentences_per_s", "device"):
         if key in report:
             lines.append(f"- {key}: {report[key]}")
     if "decode" in report:
@@ -105,6 +139,8 @@ def markdown(report: dict) -> str:
     systems.update({f"baseline {k}": v for k, v in report.get("baselines", {}).items()})
     for system, metrics in systems.items():
         for name, s in metrics.items():
+            if not isinstance(s, dict):
+                continue
             lines.append(f"| {system} | {name} | {s['value']:.2f} | `{s.get('signature', '')}` |")
             for sub, v in s.get("details", {}).items():
                 if isinstance(v, float) and sub != name:

@@ -105,6 +105,7 @@ class TrainOptions(Options):
     max_sentences: Optional[int] = option(None, min=1, help="at most this many examples per batch")
     max_epochs: int = option(10, min=1, help="stop after this many passes over the training data")
     max_steps: Optional[int] = option(None, min=1, help="stop after this many optimizer updates")
+    max_time: Optional[float] = option(None, min=0.0, help="stop after this many minutes of training (resumes count)")
     optimizer: Literal["adamw", "adam", "sgd"] = option("adamw", help="optimizer")
     lr: float = option(1e-3, min=0.0, help="peak learning rate")
     betas: tuple[float, float] = option((0.9, 0.98), help="Adam betas")

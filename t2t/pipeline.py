@@ -191,6 +191,21 @@ class Pipeline:
                 out[item.index] = h
         return out
 
+    @torch.no_grad()
+    def reference_loss(self, examples: Sequence, max_tokens: int = 4000) -> tuple[float, int]:
+        """(summed negative log-likelihood, target tokens) of the examples' targets under teacher forcing."""
+        from t2t.data import batch_indices, encode_examples
+        from t2t.loss import sequence_loss
+        self.model.eval()
+        items, _ = encode_examples(examples, self.encode_source, self.tgt_tok.encode)
+        sp = self.specials
+        nll, tokens = 0.0, 0
+        for b in batch_indices([(it.src_len, len(it.tgt)) for it in items], max_tokens):
+            batch = collate([items[i] for i in b], sp.pad, sp.bos, sp.eos).to(self.device)
+            _, n = sequence_loss(self.model, self.model.out, batch, 0.0, sp.pad)
+            nll, tokens = nll + float(n), tokens + batch.target_tokens
+        return nll, tokens
+
     def generate(self, sources: Sequence[Any], beam: int | None = None, nbest: int | None = None,
                  **overrides) -> list:
         """Output text for each source (a list of nbest texts when nbest > 1)."""

@@ -24,6 +24,7 @@ class Example:
     target: str
     references: tuple[str, ...] = ()
     id: str = ""
+    raw: Any = None        # the source as read, before the task normalised it (for baselines)
 
     @property
     def refs(self) -> tuple[str, ...]:
@@ -45,6 +46,7 @@ class Task:
     splits: ClassVar[tuple[str, ...]] = ("train", "valid", "test")
     special_tokens: ClassVar[tuple[str, ...]] = ()   # symbols the tokenizer must keep whole
     needs_data_dir: ClassVar[bool] = True
+    baselines: ClassVar[tuple[str, ...]] = ()        # names `baseline()` answers (t2t evaluate --baseline)
 
     def __init__(self, options: DataOptions, data_dir: Path | None = None, seed: int = 1):
         self.options = options
@@ -82,6 +84,10 @@ class Task:
                 f" (the folder {self.data_dir} itself is missing; set --data-dir or T2T_DATA)"
             raise DataError(f"{p}: no such file{hint}")
         return p
+
+    def baseline(self, name: str, examples: list[Example]) -> list[str]:
+        """Model-free outputs (e.g. the lead sentences of each document), one per example."""
+        raise NotImplementedError
 
     def prepare_source(self, source: Any) -> Any:
         """A source as a user gives it (e.g. a line of `t2t generate` input) -> model input.

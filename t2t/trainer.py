@@ -23,12 +23,12 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from t2t import checkpoint as ckpt
 from t2t import distributed
-from t2t.data import Batch, batch_indices, collate, encode_examples, padding_ratio
-from t2t.errors import CheckpointError, T2TError, TrainingError
+from t2t.data import batch_indices, collate, encode_examples, padding_ratio
+from t2t.errors import T2TError, TrainingError
+from t2t.loss import sequence_loss
 from t2t.pipeline import Pipeline, build_model, build_task, build_tokenizers, resolve_device
 from t2t.recipe import Recipe, recipe_from_text
 from t2t.schedule import Schedule
@@ -59,36 +59,6 @@ def train(recipe: Recipe, data_dir=None, device: str | None = None, resume: bool
           reset: Sequence[str] = (), overwrite: bool = False, registry=None) -> dict:
     """Train a recipe; returns a summary (status, steps, best score, checkpoint paths)."""
     return Trainer(recipe, registry, data_dir, device, resume, reset, overwrite).fit()
-
-
-def label_smoothed_loss(logits: torch.Tensor, target: torch.Tensor, eps: float, pad: int):
-    """logits (..., V), target (...) -> (smoothed loss sum, nll sum) over non-pad positions.
-
-    The smoothed loss is (1 - eps) * nll + eps * mean over the vocabulary of -log p, as in
-    `F.cross_entropy(label_smoothing=eps)`."""
-    lp = F.log_softmax(logits.float(), dim=-1).view(-1, logits.shape[-1])
-    flat = target.reshape(-1)
-    nll = F.nll_loss(lp, flat, ignore_index=pad, reduction="sum")
-    if eps == 0:
-        return nll, nll
-    smooth = -(lp.sum(-1) * (flat != pad)).sum() / lp.shape[-1]
-    return (1.0 - eps) * nll + eps * smooth, nll
-
-
-def sequence_loss(model, output_layer, batch: Batch, eps: float, pad: int, rows: int = 1024):
-    """Loss sums of a batch under teacher forcing.
-
-    The output layer runs over the non-padding positions only, `rows` at a time: no logits are
-    computed for padding, and no single (tokens, V) tensor is allocated for the whole batch (large
-    allocations are fresh pages from the OS at every step, which cost as much as the arithmetic)."""
-    h = model(batch.src, batch.src_lengths, batch.tgt_in, features_only=True)        # (B, T, D)
-    keep = batch.tgt_out != pad
-    h, target = h[keep], batch.tgt_out[keep]                                          # (N, D), (N,)
-    loss = nll = 0.0
-    for i in range(0, h.shape[0], rows):
-        l, n = label_smoothed_loss(output_layer(h[i: i + rows]), target[i: i + rows], eps, pad)
-        loss, nll = loss + l, nll + n
-    return loss, nll
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -131,6 +101,7 @@ class Trainer:
         self.best_step: int | None = None
         self.bad_validations = 0
         self.nonfinite = 0
+        self.trained_s = 0.0               # training time of earlier sessions of this run (resume)
         self.last_results: dict = {}
         self._stop_signal = False
 
@@ -251,6 +222,7 @@ class Trainer:
         if "meters" not in self.reset:
             self.best, self.best_step, self.bad_validations = ts["best"], ts["best_step"], ts["bad_validations"]
             self.nonfinite = ts["nonfinite"]
+        self.trained_s = ts.get("trained_s", 0.0)
         rngs = ts["rng"]
         ckpt.restore_rng_state(rngs[self.dist.rank] if self.dist.rank < len(rngs) else rngs[0])
         log.info(f"resumed from step {self.step} (epoch {self.epoch}, batch {self.pos})")
@@ -289,6 +261,7 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
             forward = DistributedDataParallel(forward, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.forward = forward
+        self.session_start = time.time()
         self.hook.t2t_run_start(run=self.info)
         status = "finished"
         previous = signal.getsignal(signal.SIGINT)
@@ -308,6 +281,10 @@ class Trainer:
         self.hook.t2t_run_end(run=self.info, summary=summary)
         distributed.barrier()
         return summary
+
+    def _elapsed(self) -> float:
+        """Seconds of training in this run, earlier sessions included (the same on every worker)."""
+        return distributed.broadcast(self.trained_s + time.time() - self.session_start, self.device)
 
     def _on_signal(self, signum, frame):
         if self._stop_signal:                        # a second Ctrl-C stops at once
@@ -341,6 +318,8 @@ class Trainer:
                     validated_at = self.step
                 if stop is None and o.max_steps and self.step >= o.max_steps:
                     stop = "max_steps"
+                if stop is None and o.max_time is not None and self._elapsed() >= 60 * o.max_time:
+                    stop = "max_time"
                 if stop is None and self._stop_signal:
                     stop = "interrupted"
                 if stop:
@@ -502,7 +481,8 @@ class Trainer:
                        "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
                        "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                        "best": self.best, "best_step": self.best_step, "bad_validations": self.bad_validations,
-                       "nonfinite": self.nonfinite, "rng": rngs}
+                       "nonfinite": self.nonfinite, "rng": rngs,
+                       "trained_s": self.trained_s + time.time() - self.session_start}
         payload = {**self.pipe.payload(), "train_state": train_state, "validation": results or {}}
         ckpt.save(path, payload)
         self._update_index(name, results)

@@ -7,7 +7,7 @@ from t2t.models.attention import SourceAttention
 from t2t.models.base import ModelSpec
 from t2t.models.rnn import RNNOptions, RNNSeq2Seq
 from t2t.models.transformer import Transformer, TransformerOptions
-from t2t.trainer import label_smoothed_loss
+from t2t.loss import label_smoothed_loss
 
 V = 13
 SPEC = ModelSpec(src_vocab=V, tgt_vocab=V, pad=0, shared_vocab=True)

@@ -156,7 +156,7 @@ def test_ddp_two_workers_equal_one_process_with_the_same_batches(tmp_path, regis
 
 
 def test_label_smoothing_matches_torch():
-    from t2t.trainer import label_smoothed_loss
+    from t2t.loss import label_smoothed_loss
     torch.manual_seed(0)
     logits = torch.randn(3, 5, 11)
     target = torch.randint(1, 11, (3, 5))
@@ -173,7 +173,7 @@ def test_sliced_loss_equals_full_loss():
     from t2t.data import Encoded, collate
     from t2t.models.base import ModelSpec
     from t2t.models.transformer import Transformer, TransformerOptions
-    from t2t.trainer import label_smoothed_loss, sequence_loss
+    from t2t.loss import label_smoothed_loss, sequence_loss
     torch.manual_seed(0)
     model = Transformer(TransformerOptions(dim=16, heads=2, ff_dim=32, layers=1, dropout=0.0), ModelSpec(20, 20)).eval()
     batch = collate([Encoded([5, 6, 7, 8], [9, 10, 11], 0), Encoded([5, 6], [12], 1)], 0, 2, 3)

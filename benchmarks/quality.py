@@ -1,0 +1,111 @@
+"""Quality benchmark: train a recipe, evaluate it (with the task's baselines), record the figure.
+
+    python benchmarks/quality.py recipes/multi30k_de_en_transformer.yaml --data-dir ../shared/data
+    python benchmarks/quality.py RECIPE --baseline lead --split valid --device cuda
+
+Each run updates its row in benchmarks/results/quality.json and regenerates benchmarks/quality.md:
+the recipe, its metric values (and the baselines'), the command, wall time of training and of
+evaluation, the machine and the date. Runs stop at the recipe's `train.max_time`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "quality.json"
+
+
+def machine() -> str:
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    threads = torch.get_num_threads()
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {threads} threads{gpu}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--data-dir", default=os.environ.get("T2T_DATA"))
+    p.add_argument("--split", default="test")
+    p.add_argument("--baseline", action="append", default=[])
+    p.add_argument("--device", default=None)
+    p.add_argument("--name", help="row name (default: the recipe's file name)")
+    p.add_argument("--evaluate-only", action="store_true", help="skip training; evaluate the existing run")
+    args = p.parse_args()
+
+    import t2t
+    from t2t.evaluation import evaluate
+    from t2t.trainer import train
+    recipe = t2t.load_recipe(args.recipe, args.overrides)
+    name = args.name or Path(args.recipe).stem
+    command = "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    started = time.time()
+    summary = None
+    if not args.evaluate_only:
+        summary = train(recipe, data_dir=args.data_dir, device=args.device, overwrite=True)
+    train_s = time.time() - started
+    started = time.time()
+    report = evaluate(recipe.output_dir, recipe, split=args.split, data_dir=args.data_dir,
+                      device=args.device or "auto", baselines=args.baseline)
+    eval_s = time.time() - started
+    row = {
+        "recipe": args.recipe, "split": args.split, "command": command,
+        "metrics": {k: {"value": round(v["value"], 2), "signature": v.get("signature", ""),
+                        **{d: round(x, 2) for d, x in v.get("details", {}).items() if isinstance(x, float)}}
+                    for k, v in report.get("metrics", {}).items()},
+        "baselines": {b: {k: round(v["value"], 2) for k, v in m.items() if isinstance(v, dict)}
+                      for b, m in report.get("baselines", {}).items()},
+        "reference_ppl": round(report.get("reference_ppl", float("nan")), 2),
+        "train_minutes": round(train_s / 60, 1), "steps": summary["step"] if summary else None,
+        "stopped": summary["status"] if summary else None, "eval_minutes": round(eval_s / 60, 1),
+        "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                 cwd=HERE).stdout.strip(),
+    }
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[name] = row
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    write_table(results)
+    print(json.dumps(row, indent=1))
+
+
+def write_table(results: dict) -> None:
+    lines = ["# Quality benchmarks", "",
+             "Written by `benchmarks/quality.py`; each row is one training run of a recipe, evaluated with the",
+             "recipe's decoding settings. Figures are percentages (BLEU, chrF, ROUGE F1, exact match, WER).", "",
+             "| run | split | model | baselines | train min | steps | machine | date | command |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in sorted(results.items()):
+        metrics = "; ".join(_metric_text(k, v) for k, v in r["metrics"].items())
+        base = "; ".join(f"{b}: " + ", ".join(f"{k} {v}" for k, v in m.items()) for b, m in r.get("baselines", {}).items())
+        lines.append(f"| {name} | {r['split']} | {metrics} | {base or '-'} | {r['train_minutes']} | {r['steps']} | "
+                     f"{r['machine']} | {r['date']} | `{r['command']}` |")
+    (HERE / "quality.md").write_text("\n".join(lines) + "\n")
+
+
+def _metric_text(name: str, v: dict) -> str:
+    subs = [f"{k} {x}" for k, x in v.items() if k not in ("value", "signature", "sentences")]
+    return f"{name} {v['value']}" + (f" ({', '.join(subs)})" if subs else "")
+
+
+if __name__ == "__main__":
+    main()

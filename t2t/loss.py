@@ -1,0 +1,38 @@
+"""Training losses: label-smoothed cross-entropy over the non-padding target positions."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from t2t.data import Batch
+
+
+def label_smoothed_loss(logits: torch.Tensor, target: torch.Tensor, eps: float, pad: int):
+    """logits (..., V), target (...) -> (smoothed loss sum, nll sum) over non-pad positions.
+
+    The smoothed loss is (1 - eps) * nll + eps * mean over the vocabulary of -log p, as in
+    `F.cross_entropy(label_smoothing=eps)`."""
+    lp = F.log_softmax(logits.float(), dim=-1).view(-1, logits.shape[-1])
+    flat = target.reshape(-1)
+    nll = F.nll_loss(lp, flat, ignore_index=pad, reduction="sum")
+    if eps == 0:
+        return nll, nll
+    smooth = -(lp.sum(-1) * (flat != pad)).sum() / lp.shape[-1]
+    return (1.0 - eps) * nll + eps * smooth, nll
+
+
+def sequence_loss(model, output_layer, batch: Batch, eps: float, pad: int, rows: int = 1024):
+    """Loss sums of a batch under teacher forcing.
+
+    The output layer runs over the non-padding positions only, `rows` at a time: no logits are
+    computed for padding, and no single (tokens, V) tensor is allocated for the whole batch (large
+    allocations are fresh pages from the OS at every step, which cost as much as the arithmetic)."""
+    h = model(batch.src, batch.src_lengths, batch.tgt_in, features_only=True)        # (B, T, D)
+    keep = batch.tgt_out != pad
+    h, target = h[keep], batch.tgt_out[keep]                                          # (N, D), (N,)
+    loss = nll = 0.0
+    for i in range(0, h.shape[0], rows):
+        l, n = label_smoothed_loss(output_layer(h[i: i + rows]), target[i: i + rows], eps, pad)
+        loss, nll = loss + l, nll + n
+    return loss, nll
