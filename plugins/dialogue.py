@@ -122,7 +122,7 @@ class TfidfIndex:
                     cols.append(self.words[w])
                     vals.append(float(c))
         m = torch.sparse_coo_tensor(torch.tensor([rows, cols], dtype=torch.long), torch.tensor(vals),
-                                    (len(docs), len(self.words))).coalesce()
+                                    (len(docs), len(self.words)), check_invariants=True).coalesce()
         idx = m.indices()
         v = m.values() * self.idf[idx[1]]
         norms = torch.zeros(len(docs)).index_add_(0, idx[0], v * v).sqrt().clamp(min=1e-12)

@@ -53,11 +53,12 @@ class Summarization(t2t.Task):
         cut = 0
         for where, row in self._rows(path):
             raw = _text(row.get(o.source), o.join)
-            targets = _texts(row.get(o.target))
+            refs = tuple(r for f in o.references for r in _texts(row.get(f)))
+            targets = _texts(row.get(o.target)) or list(refs)      # a test split may hold references only
             if not raw or not raw.strip() or not targets:
                 self.problems.report(where, f"empty or missing '{o.source}' or '{o.target}'")
                 continue
-            refs = tuple(r for f in o.references for r in _texts(row.get(f))) or tuple(targets)
+            refs = refs or tuple(targets)
             source = " ".join(raw.split()) if o.newline == " " else o.newline.join(
                 " ".join(line.split()) for line in raw.splitlines() if line.strip())
             if o.max_source_words is not None:

@@ -51,7 +51,7 @@ def atomic_write(path: Path, write) -> None:
 
 def save(path: Path, payload: dict) -> None:
     """Write a checkpoint atomically."""
-    payload = {"format": FORMAT, "version": VERSION, **payload}
+    payload = {**payload, "format": FORMAT, "format_version": VERSION}
     atomic_write(Path(path), lambda f: torch.save(payload, f))
 
 
@@ -73,8 +73,8 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict:
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: a torch file, but not a t2t checkpoint (no '{FORMAT}' marker)")
-    if data.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {data['version']} is newer than this t2t "
+    if data.get("format_version", 0) > VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {data['format_version']} is newer than this t2t "
                               f"understands ({VERSION}); upgrade t2t")
     return data
 

@@ -36,7 +36,6 @@ def _setup_logging(quiet: bool) -> None:
     handler.setFormatter(logging.Formatter("t2t: %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(logging.WARNING if quiet else logging.INFO)
-    log.propagate = False
 
 
 class ProgressBar:
@@ -274,6 +273,13 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_new_plugin(args) -> int:
+    from t2t.scaffold import new_plugin
+    root = new_plugin(args.name, args.kind, args.dir)
+    print(f"created {root}: pip install -e {root} && t2t plugins && python -m pytest {root}/tests")
+    return 0
+
+
 def cmd_score(args) -> int:
     from t2t.scoring import score_files
     report = score_files(args.hyp, args.ref, _split(args.metrics), hyp2=args.hyp2, bootstrap=args.bootstrap,
@@ -387,6 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--output", help="PNG path (default: RUN/curves.png)")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("new-plugin", help="scaffold an installable plugin package with a test and a recipe")
+    p.add_argument("name", help="plugin name (lower case, e.g. headlines)")
+    p.add_argument("--kind", default="task", choices=("task", "tokenizer", "metric", "model"))
+    p.add_argument("--dir", default=".", help="folder to create the package in")
+    p.set_defaults(func=cmd_new_plugin)
 
     p = sub.add_parser("score", help="score hypothesis files against references")
     p.add_argument("--metrics", default="bleu,chrf", help="comma list of metric names")

@@ -52,12 +52,24 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def communication_error(e: BaseException) -> bool:
+    """Whether an exception comes from the process group (a peer gone, a timeout)."""
+    kinds = tuple(getattr(dist, n) for n in ("DistError", "DistBackendError", "DistNetworkError") if hasattr(dist, n))
+    text = str(e).lower()
+    return isinstance(e, kinds) or any(w in text for w in ("gloo", "nccl", "connection", "timed out", "timeout"))
+
+
+def stopped(what: str, e: BaseException) -> TrainingError:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return TrainingError(f"distributed training: {what} failed; another worker probably stopped ({first}). "
+                         f"Resume with --resume once all workers can run.")
+
+
 def _guard(fn, what: str):
     try:
         return fn()
     except RuntimeError as e:
-        raise TrainingError(f"distributed training: {what} failed; another worker probably stopped "
-                            f"({str(e).splitlines()[0]}). Resume with --resume once all workers can run.") from None
+        raise stopped(what, e) from None
 
 
 def all_sum(values: list[float], device: torch.device) -> list[float]:

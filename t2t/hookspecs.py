@@ -71,3 +71,19 @@ def t2t_checkpoint_saved(run, step, path):
 @hookspec
 def t2t_run_end(run, summary):
     """The run ended (finished, stopped early or interrupted); `summary` says how."""
+
+
+def reference_markdown() -> str:
+    """The hook reference of docs/plugins.md, generated from the hookspecs above."""
+    import inspect
+    import sys
+    module = sys.modules[__name__]
+    out = []
+    for name, fn in inspect.getmembers(module, inspect.isfunction):
+        if not name.startswith("t2t_"):
+            continue
+        args = ", ".join(inspect.signature(fn).parameters)
+        doc = inspect.cleandoc(fn.__doc__ or "")
+        kind = "registration: collects classes" if name.startswith("t2t_register_") else "training event: returns nothing"
+        out.append(f"### `{name}({args})`\n\n*{kind}*\n\n{doc}\n")
+    return "\n".join(out)

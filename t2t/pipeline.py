@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,6 +23,8 @@ from t2t.recipe import Recipe, recipe_from_text, resolve_data_dir
 from t2t.search import Hypothesis, Specials, generate
 from t2t.task import Task
 from t2t.tokenizer import Tokenizer
+
+log = logging.getLogger("t2t")
 
 
 def resolve_device(name: str | None = "auto") -> torch.device:
@@ -94,6 +97,7 @@ class Pipeline:
         v = tgt_tok.vocab
         self.specials = Specials(bos=v.bos, eos=v.eos, pad=v.pad, unk=v.unk)
         self.owns_model = False          # True when loaded for decoding: it may cast the weights
+        self.truncated = 0               # sources cut to the model's maximum length so far
 
     # ------------------------------------------------------------------ building
     @staticmethod
@@ -141,11 +145,15 @@ class Pipeline:
                 "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
 
     # ------------------------------------------------------------------ encoding
-    def encode_source(self, source: Any):
-        """An example's source -> ids (text) or a feature tensor (features)."""
-        if self.src_tok is None:
-            return self.task.prepare_source(source)
-        return self.src_tok.encode(source)
+    def encode_source(self, source: Any, cut: bool = True):
+        """An example's source -> ids (text) or a feature tensor (features), cut to what the model
+        takes unless `cut` is False (training applies the recipe's overlong policy instead)."""
+        encoded = self.task.prepare_source(source) if self.src_tok is None else self.src_tok.encode(source)
+        most = self.model.length_limits()[0]
+        if cut and most is not None and len(encoded) > most:
+            self.truncated += 1
+            encoded = encoded[:most]
+        return encoded
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tgt_tok.decode(ids)
@@ -173,7 +181,11 @@ class Pipeline:
         self.model.eval()
         if self.owns_model:
             self._set_precision(opts.precision)
+        before = self.truncated
         encoded = [Encoded(self.encode_source(s), [], i) for i, s in enumerate(sources)]
+        if self.truncated > before:
+            log.warning(f"{self.truncated - before} source(s) longer than the model takes "
+                        f"({self.model.length_limits()[0]}) were cut")
         for e in encoded:
             if e.src_len == 0:
                 e.src = [self.specials.unk] if self.src_tok is not None else e.src
@@ -197,7 +209,9 @@ class Pipeline:
         from t2t.data import batch_indices, encode_examples
         from t2t.loss import sequence_loss
         self.model.eval()
-        items, _ = encode_examples(examples, self.encode_source, self.tgt_tok.encode)
+        most = self.model.length_limits()[1]
+        items, _ = encode_examples(examples, self.encode_source, self.tgt_tok.encode,
+                                   max_target_len=most - 1 if most else None, overlong="truncate")
         sp = self.specials
         nll, tokens = 0.0, 0
         for b in batch_indices([(it.src_len, len(it.tgt)) for it in items], max_tokens):

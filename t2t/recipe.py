@@ -85,13 +85,19 @@ def load_recipe(source: str | os.PathLike | dict, overrides: Sequence[str] = (),
     where, root = _compose(source)
     for text in overrides:
         _apply_override(root, text)
-    return _Validator(where, registry).recipe(root)
+    return _validate(where, root, registry)
+
+
+def _validate(where: str, root: yaml.Node, registry) -> Recipe:
+    try:
+        return _Validator(where, registry).recipe(root)
+    except RecursionError:
+        raise RecipeError(f"{where}: the recipe refers to itself (a YAML alias inside its own anchor)") from None
 
 
 def recipe_from_text(text: str, registry=None, where: str = "<checkpoint>") -> Recipe:
     """A recipe saved inside a run or checkpoint (plain YAML text)."""
-    node = _compose_text(text, where)
-    return _Validator(where, registry).recipe(node)
+    return _validate(where, _compose_text(text, where), registry)
 
 
 def _compose(source) -> tuple[str, yaml.Node]:
@@ -263,7 +269,11 @@ class _Validator:
         return None
 
     def mapping_items(self, node: yaml.MappingNode, path: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-        yaml.constructor.SafeConstructor().flatten_mapping(node)  # resolve `<<:` merge keys
+        try:
+            yaml.constructor.SafeConstructor().flatten_mapping(node)  # resolve `<<:` merge keys
+        except yaml.YAMLError as e:
+            self.error(node, path, f"bad merge key: {getattr(e, 'problem', e)}")
+            node.value = [(k, v) for k, v in node.value if k.tag != "tag:yaml.org,2002:merge"]
         items: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for k, v in node.value:
             key = k.value if isinstance(k, yaml.ScalarNode) else None

@@ -42,9 +42,11 @@ def length_penalty(length: torch.Tensor | float, alpha: float):
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def max_lengths(src_lengths: torch.Tensor, opts: DecodeOptions) -> torch.Tensor:
-    """(B,) longest output (in tokens, </s> included) for each source."""
-    return (src_lengths.float() * opts.max_len_a + opts.max_len_b).long().clamp(min=max(1, opts.min_len + 1))
+def max_lengths(src_lengths: torch.Tensor, opts: DecodeOptions, model: Seq2Seq | None = None) -> torch.Tensor:
+    """(B,) longest output (in tokens, </s> included) for each source, within the model's limit."""
+    limit = (src_lengths.float() * opts.max_len_a + opts.max_len_b).long().clamp(min=max(1, opts.min_len + 1))
+    most = model.length_limits()[1] if model is not None else None
+    return limit.clamp(max=most) if most else limit
 
 
 @torch.no_grad()
@@ -136,7 +138,7 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
 def _single_path(model, src, src_lengths, opts, sp, choose, need_attention) -> list[Hypothesis]:
     b = src.shape[0]
     state = model.init_state(model.encode(src, src_lengths), need_attn=need_attention)
-    limit = max_lengths(src_lengths, opts)
+    limit = max_lengths(src_lengths, opts, model)
     rows = torch.arange(b, device=src.device)                 # sentence of each active row
     prev = torch.full((b,), sp.bos, dtype=torch.long, device=src.device)
     hist = torch.zeros(b, 0, dtype=torch.long, device=src.device)
@@ -185,7 +187,7 @@ def beam_search(model, src, src_lengths, opts, sp=Specials(), need_attention=Fal
     length penalty can lift them at most to score / lp(max length)."""
     device, b, k, alpha = src.device, src.shape[0], opts.beam, opts.length_penalty
     state = model.init_state(model.encode(src, src_lengths), need_attn=need_attention)
-    limit = max_lengths(src_lengths, opts)                               # (B,)
+    limit = max_lengths(src_lengths, opts, model)                        # (B,)
     sent = torch.arange(b, device=device)                                # sentence of each active group
     # Before the first token every beam of a sentence is the same, so step 0 runs one row per
     # sentence (width 1) and its best K extensions become the K beams.

@@ -96,6 +96,10 @@ class Task:
         (frames, features) tensor."""
         return source
 
+    def augment(self, src, lengths):
+        """Training-time augmentation of a batch's sources (B, S[, F]); evaluation never calls it."""
+        return src
+
     def feature_dim(self) -> int | None:
         """Size of a feature frame for feature tasks; None for text."""
         return None

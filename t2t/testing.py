@@ -62,12 +62,12 @@ def check_task(task: str | type, options: dict | None = None, data_dir: str | Pa
     """Read every split of a task and check each example's shape; returns example counts.
 
     Raises AssertionError naming the split and example at the first problem."""
-    from t2t.recipe import load_recipe
+    from t2t.recipe import load_recipe, resolve_data_dir
     registry = registry or get_registry()
     name = task if isinstance(task, str) else task.name
-    recipe = load_recipe({"task": name, "data": options or {}}, registry=registry)
+    recipe = load_recipe({"task": name, "data": options or {}, "seed": seed}, registry=registry)
     cls = registry.get("tasks", name)
-    instance = cls(recipe.data, Path(data_dir) if data_dir else None, seed)
+    instance = cls(recipe.data, resolve_data_dir(recipe, data_dir), seed)
     counts = {}
     for split in splits or cls.splits:
         n = 0

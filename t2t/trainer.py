@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -161,17 +162,18 @@ class Trainer:
         self.pipe = Pipeline(r, self.task, src_tok, tgt_tok, model, self.device, self.registry)
         self.model = model
         t = r.data
-        self.train_items, counts = encode_examples(train_ex, self.pipe.encode_source, tgt_tok.encode,
-                                                   t.max_source_len, t.max_target_len, t.overlong)
+        src_most, tgt_most = model.length_limits()             # the recipe's limits, within the model's
+        max_src = _tightest(t.max_source_len, src_most)
+        max_tgt = _tightest(t.max_target_len, tgt_most - 1 if tgt_most else None)   # </s> or <s> takes one
+        raw_source = functools.partial(self.pipe.encode_source, cut=False)
+        self.train_items, counts = encode_examples(train_ex, raw_source, tgt_tok.encode, max_src, max_tgt, t.overlong)
         if counts["filtered"] or counts["truncated"] or counts["empty"]:
             log.info(f"training data: {len(self.train_items)} examples kept; {counts['filtered']} over the length "
                      f"limits filtered, {counts['truncated']} truncated, {counts['empty']} empty after tokenization")
         if not self.train_items:
             raise TrainingError("no training examples are left after tokenization and length filtering")
-        self.valid_items, _ = encode_examples(self.valid_ex, self.pipe.encode_source, tgt_tok.encode,
-                                              t.max_source_len, t.max_target_len, "truncate")
+        self.valid_items, _ = encode_examples(self.valid_ex, raw_source, tgt_tok.encode, max_src, max_tgt, "truncate")
         self.lengths = [(it.src_len, len(it.tgt)) for it in self.train_items]
-        self.counts = counts
         log.info(f"model {r.model.arch}: {model.num_parameters():,} parameters; vocabulary "
                  f"{spec.src_vocab or 'features'} -> {spec.tgt_vocab}; {len(self.train_items)} training examples; "
                  f"device {self.device}")
@@ -216,7 +218,8 @@ class Trainer:
             self.optimizer.load_state_dict(ts["optimizer"])
         if "scheduler" not in self.reset:
             self.schedule.load_state_dict(ts["schedule"])
-        self.scaler.load_state_dict(ts["scaler"]) if ts.get("scaler") else None
+        if ts.get("scaler"):
+            self.scaler.load_state_dict(ts["scaler"])
         self.step = ts["step"]
         self.epoch, self.pos = (ts["epoch"], ts["pos"]) if "dataloader" not in self.reset else (ts["epoch"] + 1, 0)
         if "meters" not in self.reset:
@@ -236,7 +239,7 @@ class Trainer:
         random.seed(self.recipe.seed + self.dist.rank)
         np.random.seed(self.recipe.seed + self.dist.rank)
         torch.manual_seed(self.recipe.seed + self.dist.rank)
-        distributed.init(self.dist, self.device)
+        distributed.init(self.dist, self.device, o.dist_timeout)
         resumed = self._prepare_directory() if self.dist.main else None
         distributed.barrier()
         if not self.dist.main and self.resume:
@@ -309,8 +312,19 @@ class Trainer:
             while self.pos < len(batches):
                 chunk = batches[self.pos: self.pos + per_update]
                 mine = [b for j, b in enumerate(chunk) if j % self.dist.world_size == self.dist.rank]
-                self._update(mine, window)
+                before = self.step
+                try:
+                    self._update(mine, window)
+                except RuntimeError as e:                  # e.g. DDP's gradient all-reduce lost a peer
+                    if self.dist.enabled and distributed.communication_error(e):
+                        raise distributed.stopped("an update", e) from None
+                    raise
                 self.pos += len(chunk)
+                if self.step == before:                    # a skipped (non-finite) update
+                    if self._stop_signal:
+                        stop = "interrupted"
+                        break
+                    continue
                 if self.step % o.log_every == 0:
                     self._log(window)
                 if o.validate_every and self.step % o.validate_every == 0:
@@ -340,24 +354,47 @@ class Trainer:
 
     def _update(self, batches: list[list[int]], window: dict) -> None:
         o = self.opts
-        pad = self.pipe.specials.pad
-        tensors = [collate([self.train_items[i] for i in b], pad, self.pipe.specials.bos, self.pipe.specials.eos)
-                   for b in batches]
-        local_tokens = sum(t.target_tokens for t in tensors)
+        local_tokens = sum(len(self.train_items[i].tgt) + 1 for b in batches for i in b)
         total_tokens, = distributed.all_sum([float(local_tokens)], self.device)
         scale = self.dist.world_size / max(total_tokens, 1.0)     # DDP averages over workers; undo that
         self.model.train()
+        while True:
+            try:
+                loss_sum, nll_sum = self._accumulate(batches, scale)
+                break
+            except torch.OutOfMemoryError:
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if self.dist.enabled or all(len(b) == 1 for b in batches):
+                    raise TrainingError(f"step {self.step + 1}: out of {self.device.type} memory even with "
+                                        f"{'one example per batch' if not self.dist.enabled else 'several workers'}; "
+                                        f"lower train.max_tokens (now {o.max_tokens})") from None
+                batches = [half for b in batches for half in ((b[: len(b) // 2], b[len(b) // 2:]) if len(b) > 1 else (b,))]
+                log.warning(f"step {self.step + 1}: out of {self.device.type} memory; retrying the update in "
+                            f"{len(batches)} smaller batches (consider lowering train.max_tokens)")
+        self._step(loss_sum, nll_sum, local_tokens, sum(len(b) for b in batches), window)
+
+    def _accumulate(self, batches: list[list[int]], scale: float) -> tuple[float, float]:
+        """Forward and backward over this worker's batches of one update; returns the loss sums."""
+        o, sp = self.opts, self.pipe.specials
         loss_sum = nll_sum = 0.0
-        for i, batch in enumerate(tensors):
-            batch = batch.to(self.device)
+        for i, b in enumerate(batches):
+            batch = collate([self.train_items[j] for j in b], sp.pad, sp.bos, sp.eos).to(self.device)
+            batch.src = self.task.augment(batch.src, batch.src_lengths)
             sync = contextlib.nullcontext()
-            if self.dist.enabled and i < len(tensors) - 1:
+            if self.dist.enabled and i < len(batches) - 1:
                 sync = self.forward.no_sync()
             with sync, torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                loss, nll = sequence_loss(self.forward, self.model.out, batch, o.label_smoothing, pad)
+                loss, nll = sequence_loss(self.forward, self.model.out, batch, o.label_smoothing, sp.pad)
             self.scaler.scale(loss * scale).backward()
             loss_sum += float(loss.detach())
             nll_sum += float(nll.detach())
+        return loss_sum, nll_sum
+
+    def _step(self, loss_sum: float, nll_sum: float, tokens: int, sentences: int, window: dict) -> None:
+        """Clip, skip a non-finite update, or apply it."""
+        o = self.opts
         self.scaler.unscale_(self.optimizer)
         params = [p for p in self.model.parameters() if p.grad is not None]
         gnorm = torch.nn.utils.clip_grad_norm_(params, o.clip_norm if o.clip_norm > 0 else float("inf"))
@@ -382,8 +419,8 @@ class Trainer:
         self.info.step = self.step
         window["loss"] += loss_sum
         window["nll"] += nll_sum
-        window["tokens"] += local_tokens
-        window["sentences"] += sum(len(t) for t in tensors)
+        window["tokens"] += tokens
+        window["sentences"] += sentences
         window["gnorm"] += float(gnorm)
         window["n"] += 1
 
@@ -509,6 +546,12 @@ class Trainer:
         for e in entries:
             if e["name"] not in keep:
                 (self.run_dir / "checkpoints" / e["name"]).unlink(missing_ok=True)
+
+
+def _tightest(*limits: int | None) -> int | None:
+    """The smallest of the given length limits (None: no limit)."""
+    given = [x for x in limits if x is not None]
+    return min(given) if given else None
 
 
 def _diff(old: dict, new: dict, prefix: str) -> str:

@@ -30,3 +30,17 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def final_parameters(run_dir: Path):
+    """(model weights, step) of a run's last checkpoint."""
+    from t2t import checkpoint as ckpt
+    data = ckpt.load(ckpt.resolve(run_dir, "last"))
+    return data["model"], data["train_state"]["step"]
+
+
+def recipe_file(tmp_path: Path, recipe: dict, name: str = "recipe.yaml") -> Path:
+    import yaml
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return path

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import write
-from t2t.data import Encoded, Problems, batch_indices, collate, encode_examples, padding_ratio, read_jsonl, read_parallel
+from t2t.data import Encoded, batch_indices, collate, padding_ratio
 from t2t.errors import DataError
 from t2t.recipe import load_recipe
 from t2t.pipeline import build_task
@@ -43,33 +43,6 @@ def test_collate_pads_and_shifts():
     assert feats.src.shape == (2, 4, 3) and feats.src[1, 2:].abs().sum() == 0
 
 
-def test_parallel_files_mismatch_names_file_and_line(tmp_path):
-    src = write(tmp_path / "train.de", "a\nb\nc\n")
-    tgt = write(tmp_path / "train.en", "A\nB\n")
-    with pytest.raises(DataError, match=r"train.de:3: train.de has 3 lines but train.en has 2"):
-        list(read_parallel(src, tgt, Problems()))
-
-
-def test_invalid_utf8_and_empty_lines(tmp_path):
-    (tmp_path / "train.de").write_bytes(b"gut\n\xff\xfe kaputt\nja\n\n")
-    write(tmp_path / "train.en", "good\nbroken\nyes\nempty\n")
-    with pytest.raises(DataError, match=r"train.de:2: not valid UTF-8"):
-        list(read_parallel(tmp_path / "train.de", tmp_path / "train.en", Problems()))
-    problems = Problems("skip")
-    pairs = list(read_parallel(tmp_path / "train.de", tmp_path / "train.en", problems))
-    assert [p[0] for p in pairs] == ["gut", "ja"]
-    assert problems.count == 2 and "train.de:4: empty line" in problems.summary()
-
-
-def test_jsonl_errors(tmp_path):
-    p = write(tmp_path / "x.jsonl", '{"a": 1}\n{"a": \n[1, 2]\n')
-    with pytest.raises(DataError, match=r"x.jsonl:2: not valid JSON"):
-        list(read_jsonl(p, Problems()))
-    problems = Problems("skip")
-    assert [o for _, o in read_jsonl(p, problems)] == [{"a": 1}]
-    assert problems.count == 2
-
-
 def test_translation_task_reads_every_format(tmp_path, registry):
     write(tmp_path / "txt" / "train.de", "Hallo Welt\nGuten Tag\n")
     write(tmp_path / "txt" / "train.en", "Hello world\nGood day\n")
@@ -89,20 +62,6 @@ def test_translation_task_reads_every_format(tmp_path, registry):
                                                       "format": "jsonl"}})
     with pytest.raises(DataError, match=r"train.jsonl:2: missing field\(s\) \['en'\]"):
         build_task(r, registry).examples("train")
-
-
-def test_missing_data_is_explained(tmp_path, registry):
-    r = load_recipe({"task": "translation", "data": {"dir": "nowhere", "source": "de", "target": "en"}})
-    with pytest.raises(DataError, match="no such file.*set --data-dir or T2T_DATA"):
-        build_task(r, registry, data_dir=tmp_path).examples("train")
-
-
-def test_length_limits_filter_or_truncate():
-    exs = [Example("a" * n, "b" * n) for n in (3, 10, 30)]
-    items, counts = encode_examples(exs, list, list, max_source_len=12, max_target_len=12, overlong="filter")
-    assert [len(i.src) for i in items] == [3, 10] and counts["filtered"] == 1
-    items, counts = encode_examples(exs, list, list, max_source_len=12, max_target_len=12, overlong="truncate")
-    assert [len(i.src) for i in items] == [3, 10, 12] and counts["truncated"] == 1
 
 
 def test_dates_task_is_deterministic_and_splits_are_disjoint(registry):

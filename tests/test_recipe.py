@@ -69,7 +69,8 @@ def test_cross_field_check_names_key_and_hint(tmp_path, registry):
 def test_unknown_plugin_lists_installed(tmp_path, registry):
     msg = error_of(tmp_path, GOOD.replace("task: translation", "task: translaton"))
     assert "recipe.yaml:1 task: unknown task 'translaton'" in msg
-    assert "installed tasks: dates, reverse, translation" in msg and "did you mean 'translation'" in msg
+    assert "installed tasks: dates, dialogue, reverse, speech, summarization, translation" in msg
+    assert "did you mean 'translation'" in msg
     msg = error_of(tmp_path, GOOD.replace("metrics: [bleu, chrf]", "metrics: [bleu, rouge_l]"))
     assert "unknown metric 'rouge_l'" in msg
 

@@ -55,45 +55,6 @@ def test_unknown_name_lists_installed_and_suggests(registry):
     assert "installed metrics: bleu, cer" in str(e.value) and "did you mean 'bleu'" in str(e.value)
 
 
-def test_clash_names_both_packages():
-    a = plugin(t2t_register_tasks=lambda register: register(Shout))
-    other = type("Shout2", (Shout,), {"__doc__": "another"})
-    b = plugin(t2t_register_tasks=lambda register: register(other))
-    reg = Registry.from_plugins(builtins=False)
-    reg.register(a, name="first", package="pkg-one")
-    reg.register(b, name="second", package="pkg-two")
-    with pytest.raises(PluginError) as e:
-        reg.get("tasks", "shout")
-    assert "pkg-one" in str(e.value) and "pkg-two" in str(e.value)
-
-
-def test_broken_plugins_are_reported_and_the_rest_works():
-    not_a_class = plugin(t2t_register_tasks=lambda register: register("shout"))
-    returns = plugin(t2t_register_metrics=lambda register: ["bleu"])
-    nameless = plugin(t2t_register_tokenizers=lambda register: register(type("T", (t2t.Tokenizer,), {})))
-
-    def raising(register):
-        raise ImportError("no module named 'missing_dep'")
-    raises = plugin(t2t_register_models=raising)
-    reg = Registry.from_plugins(builtins=True)
-    for i, p in enumerate((not_a_class, returns, nameless, raises)):
-        reg.register(p, name=f"broken{i}", package=f"broken-pkg-{i}")
-    assert "dates" in reg.names("tasks") and "bleu" in reg.names("metrics")
-    messages = {f.package: f.message for f in reg.failures}
-    assert "not a class" in messages["broken-pkg-0"]
-    assert "returned list" in messages["broken-pkg-1"] and "call register" in messages["broken-pkg-1"]
-    assert "has no `name`" in messages["broken-pkg-2"]
-    assert "missing_dep" in messages["broken-pkg-3"]
-
-
-def test_misspelt_hook_is_a_failure_naming_the_plugin():
-    bad = plugin(t2t_register_task=lambda register: None)
-    reg = Registry.from_plugins(builtins=False)
-    assert not reg.register(bad, name="typo", package="typo-pkg")
-    assert reg.failures[0].package == "typo-pkg"
-    assert "t2t_register_task" in reg.failures[0].message and "t2t_register_tasks" in reg.failures[0].message
-
-
 def test_plugin_defined_in_a_test_is_listed_and_usable(tmp_path, capsys):
     mod = plugin(t2t_register_tasks=lambda register: register(Shout))
     with using_registry(Registry.from_plugins([mod])):

@@ -68,5 +68,9 @@ def test_state_round_trip_through_a_checkpoint_file(registry, tmp_path):
 
 
 def test_sentencepiece_vocab_size_and_sampling(registry):
-    tok = make(registry, "sentencepiece", vocab_size=90, max_sentences=100)
+    cls = registry.get("tokenizers", "sentencepiece")
+    tok = cls(load_recipe({"task": "dates", "tokenizer": {"name": "sentencepiece", "vocab_size": 90,
+                                                        "max_sentences": 1000}}).tokenizer)
+    tok.train([f"sentence number {i} of many" for i in range(3000)])     # sampled down to 1000
     assert len(tok.vocab) <= 90
+    assert tok.decode(tok.encode("sentence number 17 of many")) == "sentence number 17 of many"

@@ -14,18 +14,12 @@ import torch
 import yaml
 
 import t2t
-from t2t import checkpoint as ckpt
-from t2t.errors import CheckpointError, TrainingError
+from conftest import final_parameters, recipe_file
+from t2t.errors import TrainingError
 from t2t.pipeline import load
 from t2t.recipe import load_recipe
 from t2t.testing import tiny_recipe
 from t2t.trainer import train
-
-
-def recipe_file(tmp_path: Path, recipe: dict, name="recipe.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
-    return path
 
 
 @pytest.mark.parametrize("arch", ["rnn", "transformer"])
@@ -63,25 +57,6 @@ def test_checkpoint_is_self_contained_and_safe(tmp_path, registry):
     assert pipe.generate(["a b c"])[0].count(" ") >= 0
 
 
-def test_bad_checkpoints_are_reported(tmp_path):
-    with pytest.raises(CheckpointError, match="no such"):
-        ckpt.load(tmp_path / "missing.pt")
-    (tmp_path / "trunc.pt").write_bytes(b"PK\x03\x04garbage")
-    with pytest.raises(CheckpointError, match="truncated or not a torch file"):
-        ckpt.load(tmp_path / "trunc.pt")
-    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
-    with pytest.raises(CheckpointError, match="not a t2t checkpoint"):
-        ckpt.load(tmp_path / "foreign.pt")
-
-    class Evil:
-        def __reduce__(self):
-            return (os.system, ("echo owned > " + str(tmp_path / "owned"),))
-    torch.save({"format": "t2t-checkpoint", "x": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match="refused to load"):
-        ckpt.load(tmp_path / "evil.pt")
-    assert not (tmp_path / "owned").exists()
-
-
 def test_run_directory_is_never_clobbered(tmp_path, registry):
     r = load_recipe(tiny_recipe(output_dir=str(tmp_path / "run"), train={"max_steps": 3}))
     train(r)
@@ -94,46 +69,6 @@ def test_run_directory_is_never_clobbered(tmp_path, registry):
         train(changed, resume=True)
     assert train(changed, resume=True, reset=["scheduler"])["step"] == 6
     assert train(r, overwrite=True)["step"] == 3
-
-
-def final_parameters(run_dir: Path) -> dict:
-    data = ckpt.load(ckpt.resolve(run_dir, "last"))
-    return data["model"], data["train_state"]["step"]
-
-
-RESUME_RECIPE = dict(data={"train_size": 800}, model={"dropout": 0.2},
-                     train={"max_steps": 36, "validate_every": 4, "valid_max_sentences": 0, "threads": 1,
-                            "max_tokens": 300, "keep_last": 2, "log_every": 1, "schedule": "cosine",
-                            "warmup": 5})
-
-
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path, registry):
-    straight = load_recipe(tiny_recipe(output_dir=str(tmp_path / "straight"), **RESUME_RECIPE))
-    train(straight)
-    expected, steps = final_parameters(tmp_path / "straight")
-
-    path = recipe_file(tmp_path, tiny_recipe(output_dir=str(tmp_path / "killed"), **RESUME_RECIPE))
-    kill_after = random.Random().randint(6, 28)                 # a step not known in advance
-    proc = subprocess.Popen([sys.executable, "-m", "t2t.cli", "--quiet", "train", str(path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    log = tmp_path / "killed" / "log.jsonl"
-    deadline = time.time() + 120
-    while proc.poll() is None and time.time() < deadline:
-        if log.exists() and any(json.loads(line).get("step", 0) >= kill_after
-                                for line in log.read_text().splitlines() if line.strip()):
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read().decode()}"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = final_parameters(tmp_path / "killed")[1]
-    assert killed_at < steps
-    resumed = load_recipe(path)
-    summary = train(resumed, resume=True)
-    assert summary["step"] == steps
-    got, _ = final_parameters(tmp_path / "killed")
-    for k in expected:
-        assert torch.equal(got[k], expected[k]), f"{k} differs after resuming from step {killed_at}"
 
 
 def test_ddp_two_workers_equal_one_process_with_the_same_batches(tmp_path, registry):
@@ -180,3 +115,62 @@ def test_sliced_loss_equals_full_loss():
     full = label_smoothed_loss(model(batch.src, batch.src_lengths, batch.tgt_in), batch.tgt_out, 0.1, 0)
     sliced = sequence_loss(model, model.out, batch, 0.1, 0, rows=2)
     assert torch.allclose(full[0], sliced[0]) and torch.allclose(full[1], sliced[1])
+
+
+def test_best_k_checkpoints_and_early_stopping(tmp_path, registry):
+    import json
+    r = load_recipe(tiny_recipe(output_dir=str(tmp_path / "run"), metrics=["exact_match"],
+                                train={"max_steps": 40, "max_epochs": 10, "validate_every": 5, "valid_max_sentences": 20,
+                                       "valid_metric": "loss", "keep_best": 2, "keep_last": 1}))
+    summary = train(r)
+    index = json.loads((tmp_path / "run" / "checkpoints" / "index.json").read_text())
+    on_disk = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*.pt"))
+    assert on_disk == sorted(e["name"] for e in index["checkpoints"]) and len(on_disk) <= 3
+    scores = {e["name"]: e["score"] for e in index["checkpoints"]}
+    assert index["last"] == "step_00000040.pt" and index["last"] in scores
+    assert scores[index["best"]] == min(scores.values()) == summary["best"]      # loss: lower is better
+    # no learning (lr 0): validation loss never improves, patience 2 stops after three validations
+    frozen = load_recipe(tiny_recipe(output_dir=str(tmp_path / "frozen"),
+                                     train={"max_steps": 100, "max_epochs": 20, "validate_every": 5,
+                                            "valid_max_sentences": 0,
+                                            "lr": 0.0, "patience": 2}))
+    stopped = train(frozen)
+    assert stopped["status"] == "early_stop" and stopped["step"] == 15
+
+
+def test_schedules():
+    from t2t.options import TrainOptions
+    from t2t.schedule import Schedule
+    inv = Schedule(TrainOptions(schedule="inverse_sqrt", lr=1.0, warmup=100))
+    assert inv.lr(50) == pytest.approx(0.5) and inv.lr(100) == pytest.approx(1.0) and inv.lr(400) == pytest.approx(0.5)
+    cos = Schedule(TrainOptions(schedule="cosine", lr=1.0, warmup=10, min_lr=0.1), total_steps=110)
+    assert cos.lr(5) == pytest.approx(0.5) and cos.lr(60) == pytest.approx(0.55) and cos.lr(110) == pytest.approx(0.1)
+    plateau = Schedule(TrainOptions(schedule="plateau", lr=1.0, plateau_factor=0.5, plateau_patience=1))
+    for value in (3.0, 2.0, 2.5, 2.6):                   # lower is better: two validations without improvement
+        plateau.validated(value, higher_is_better=False)
+    assert plateau.lr(1) == pytest.approx(0.5)
+    again = Schedule(TrainOptions(schedule="plateau", lr=1.0))
+    again.load_state_dict(plateau.state_dict())
+    assert again.lr(1) == pytest.approx(0.5)
+    assert Schedule(TrainOptions(schedule="constant", lr=2.0, warmup=4)).lr(1) == pytest.approx(0.5)
+
+
+def test_bf16_autocast_training_on_cpu(tmp_path, registry):
+    r = load_recipe(tiny_recipe(output_dir=str(tmp_path / "run"), train={"max_steps": 6, "precision": "bf16"}))
+    summary = train(r)
+    assert summary["step"] == 6
+    weights, _ = final_parameters(tmp_path / "run")
+    assert all(w.dtype == torch.float32 and torch.isfinite(w).all() for w in weights.values())
+
+
+def test_tensorboard_option(tmp_path, registry):
+    r = load_recipe(tiny_recipe(output_dir=str(tmp_path / "run"), train={"max_steps": 4, "tensorboard": True,
+                                                                          "log_every": 2}))
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(t2t.T2TError, match="pip install tensorboard"):
+            train(r)
+        return
+    train(r)
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))

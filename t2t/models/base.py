@@ -128,6 +128,11 @@ class Seq2Seq(nn.Module):
         return {k: tree_map(lambda t: t.index_select(0, sentences if k == "static" else rows), v)
                 for k, v in state.items()}
 
+    def length_limits(self) -> tuple[int | None, int | None]:
+        """The longest source (tokens or frames) and target (tokens, </s> included) the model
+        can take; None where there is no limit."""
+        return None, None
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

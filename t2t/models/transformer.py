@@ -172,6 +172,10 @@ class Transformer(Seq2Seq):
                 with torch.no_grad():
                     emb.weight[self.spec.pad].zero_()
 
+    def length_limits(self) -> tuple[int | None, int | None]:
+        n = self.options.max_positions
+        return (4 * n + 3 if self.spec.feature_dim else n), n       # features: 4x subsampled
+
     # ------------------------------------------------------------------ encoder
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> dict:
         x, lengths = self.src_embed(src, src_lengths)                # (B, S', D)

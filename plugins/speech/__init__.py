@@ -1,0 +1,211 @@
+"""Speech -> text: a manifest of audio files and transcripts, turned into log-mel (or MFCC) frames.
+
+The manifest is a TSV (header with `path` and `transcript` columns; `speaker` optional) or JSON
+Lines, one utterance a line, paths relative to the data folder. Features are computed in torch,
+cached on disk under a key of the feature settings and the file list, normalised with global
+mean and variance from the training split (stored with every checkpoint) and augmented with
+SpecAugment during training only. With `concat`, utterances of one speaker are joined with short
+silences into longer ones (spoken digit sequences from single digits, say).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Iterator, Literal, Optional
+
+import torch
+
+import t2t
+from t2t import checkpoint as ckpt
+from t2t.data import read_jsonl, read_tsv
+from t2t.errors import DataError
+from t2t.options import DataOptions, OptionError, option
+from t2t_plugins.speech.features import fbank, mfcc, read_wav, resample, spec_augment
+
+log = logging.getLogger("t2t")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SpeechOptions(DataOptions):
+    format: Literal["tsv", "jsonl"] = option("tsv", help="manifest format: {split}.tsv or {split}.jsonl")
+    path_field: str = option("path", help="manifest column with the audio path (relative to the data folder)")
+    text_field: str = option("transcript", help="manifest column with the transcript")
+    splits: dict[str, str] = option(factory=dict, help="manifest stem of each split, e.g. {test: valid}")
+    sample_rate: int = option(16000, min=1000, help="audio is resampled to this rate when it differs")
+    features: Literal["fbank", "mfcc"] = option("fbank", help="log-mel filterbanks or MFCC")
+    n_mels: int = option(80, min=8, help="mel bands")
+    n_mfcc: int = option(13, min=2, help="cepstra when features: mfcc")
+    frame_ms: float = option(25.0, min=5.0, help="window length")
+    hop_ms: float = option(10.0, min=1.0, help="frame shift")
+    window: Literal["povey", "hann", "hamming"] = option("povey", help="analysis window")
+    dither: float = option(0.0, min=0.0, help="Gaussian dither (in [-1, 1] sample units) added when extracting "
+                                             "training features, as Kaldi does; never at evaluation")
+    cmvn: bool = option(True, help="normalise with mean and variance of the training features")
+    spec_augment: bool = option(True, help="SpecAugment on training batches")
+    freq_masks: int = option(2, min=0, help="SpecAugment: frequency masks per utterance")
+    freq_width: int = option(15, min=0, help="SpecAugment: widest frequency mask (mel bins)")
+    time_masks: int = option(2, min=0, help="SpecAugment: time masks per utterance")
+    time_width: int = option(40, min=0, help="SpecAugment: longest time mask (frames)")
+    max_time_ratio: float = option(0.2, min=0.0, max=1.0, help="SpecAugment: a time mask covers at most this share")
+    lowercase: bool = option(True, help="lower-case transcripts")
+    concat: tuple[int, int] = option((1, 1), help="join this many (min, max) utterances of one speaker")
+    concat_sizes: dict[str, int] = option(factory=dict, help="with concat: utterances made per split")
+    silence_ms: tuple[int, int] = option((100, 300), help="with concat: pause between the joined utterances")
+    cache_dir: Optional[str] = option(None, help="feature cache (default ~/.cache/t2t/features)")
+
+    def check(self) -> None:
+        if not 1 <= self.concat[0] <= self.concat[1]:
+            raise OptionError("concat", f"{list(self.concat)} must be [min, max] with 1 <= min <= max")
+
+
+class Speech(t2t.Task):
+    """Audio recordings -> their transcripts (speech recognition; translation with other targets)."""
+
+    name = "speech"
+    Options = SpeechOptions
+    source_kind = "features"
+    default_metrics = ("wer", "cer")
+
+    def __init__(self, options: SpeechOptions, data_dir=None, seed: int = 1):
+        super().__init__(options, data_dir, seed)
+        self.mean: torch.Tensor | None = None
+        self.std: torch.Tensor | None = None
+
+    def feature_dim(self) -> int:
+        return self.options.n_mfcc if self.options.features == "mfcc" else self.options.n_mels
+
+    # ------------------------------------------------------------------ reading
+    def read(self, split: str) -> Iterator[t2t.Example]:
+        rows = self._manifest(split)
+        if self.options.concat != (1, 1):
+            rows = self._concatenate(rows, split)
+        feats = self._features(split, rows)
+        if self.options.cmvn and self.mean is None:
+            self._fit_cmvn(feats if split == "train" else self._features("train", self._train_rows()))
+        for (utt_id, _, text, _), f in zip(rows, feats):
+            yield t2t.Example(self._normalise(f), text, id=utt_id)
+
+    def _train_rows(self):
+        rows = self._manifest("train")
+        return self._concatenate(rows, "train") if self.options.concat != (1, 1) else rows
+
+    def _manifest(self, split: str) -> list[tuple[str, list[Path], str, str]]:
+        """(utterance id, audio files, transcript, speaker) for each line of the split's manifest."""
+        o = self.options
+        path = self.path(f"{o.splits.get(split, split)}.{o.format}")
+        reader = read_tsv(path, self.problems) if o.format == "tsv" else read_jsonl(path, self.problems)
+        rows = []
+        for lineno, row in reader:
+            if o.path_field not in row or o.text_field not in row:
+                raise DataError(f"{path}:{lineno}: needs the fields '{o.path_field}' and '{o.text_field}', "
+                                f"has {sorted(row)}")
+            text = " ".join(str(row[o.text_field]).split())
+            text = text.lower() if o.lowercase else text
+            if not text:
+                self.problems.report(f"{path}:{lineno}", "empty transcript")
+                continue
+            rows.append((f"{path.name}:{lineno}", [self.data_dir / row[o.path_field]], text,
+                         row.get("speaker", "")))
+        return rows
+
+    def _concatenate(self, rows, split: str):
+        """Utterances of 2-5 (say) recordings of one speaker, chosen deterministically from the seed."""
+        o = self.options
+        by_speaker: dict[str, list] = {}
+        for utt_id, files, text, speaker in rows:
+            by_speaker.setdefault(speaker, []).append((files[0], text))
+        rng = random.Random(f"speech-concat/{self.seed}/{split}")
+        speakers = sorted(by_speaker)
+        size = o.concat_sizes.get(split, len(rows))
+        out = []
+        for i in range(size):
+            speaker = rng.choice(speakers)
+            pool = by_speaker[speaker]
+            picks = [rng.choice(pool) for _ in range(rng.randint(*o.concat))]
+            out.append((f"{split}-concat-{i}", [p[0] for p in picks], " ".join(p[1] for p in picks), speaker))
+        return out
+
+    # ------------------------------------------------------------------ features
+    def _settings(self) -> dict:
+        o = self.options
+        keys = ("sample_rate", "features", "n_mels", "n_mfcc", "frame_ms", "hop_ms", "window", "dither", "silence_ms")
+        return {k: getattr(o, k) for k in keys} | {"seed": self.seed, "version": 1}
+
+    def _features(self, split: str, rows) -> list[torch.Tensor]:
+        """Features of every utterance, from the cache when the settings and files are unchanged."""
+        key_src = json.dumps({"settings": self._settings(), "files": [[str(f) for f in r[1]] for r in rows],
+                              "stat": [os.stat(f).st_mtime_ns for r in rows[:50] for f in r[1] if f.exists()]},
+                             sort_keys=True)
+        key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
+        cache = Path(self.options.cache_dir or Path.home() / ".cache" / "t2t" / "features") / f"{split}-{key}.pt"
+        if cache.exists():
+            try:
+                return torch.load(cache, weights_only=True)["features"]
+            except Exception:                    # a damaged cache file is rebuilt, never trusted
+                cache.unlink(missing_ok=True)
+        rng = random.Random(f"speech-silence/{self.seed}/{split}")
+        dither = torch.Generator().manual_seed(self.seed) if split == "train" and self.options.dither else None
+        feats = [self.features_of(self._audio(r[1], rng), dither) for r in rows]
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        ckpt.atomic_write(cache, lambda f: torch.save({"features": feats}, f))
+        log.info(f"features of {len(feats)} {split} utterances cached in {cache}")
+        return feats
+
+    def _audio(self, files: list[Path], rng: random.Random) -> torch.Tensor:
+        o = self.options
+        pieces = []
+        for k, f in enumerate(files):
+            x, rate = read_wav(f)
+            pieces.append(resample(x, rate, o.sample_rate))
+            if k < len(files) - 1:
+                pieces.append(torch.zeros(int(o.sample_rate * rng.randint(*o.silence_ms) / 1000)))
+        return torch.cat(pieces)
+
+    def features_of(self, samples: torch.Tensor, dither: torch.Generator | None = None) -> torch.Tensor:
+        """(frames, feature_dim) of audio samples at the recipe's rate, not normalised; dithered only
+        when given a generator (training features)."""
+        o = self.options
+        feats = fbank(samples, o.sample_rate, o.n_mels, o.frame_ms, o.hop_ms, window=o.window,
+                      dither=o.dither if dither is not None else 0.0, generator=dither)
+        return mfcc(feats, o.n_mfcc) if o.features == "mfcc" else feats
+
+    def _fit_cmvn(self, feats: list[torch.Tensor]) -> None:
+        allf = torch.cat(feats).double()
+        self.mean, self.std = allf.mean(0).float(), allf.std(0).clamp(min=1e-5).float()
+
+    def _normalise(self, f: torch.Tensor) -> torch.Tensor:
+        return (f - self.mean) / self.std if self.options.cmvn else f
+
+    def prepare_source(self, source):
+        """`t2t generate` input: an audio path (a feature tensor passes through)."""
+        if isinstance(source, torch.Tensor):
+            return source
+        path = Path(str(source).strip())
+        if not path.is_absolute() and self.data_dir is not None and not path.exists():
+            path = self.data_dir / path
+        x, rate = read_wav(path)
+        return self._normalise(self.features_of(resample(x, rate, self.options.sample_rate)))
+
+    def augment(self, src: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        o = self.options
+        if not o.spec_augment:
+            return src
+        return spec_augment(src, lengths, o.freq_masks, o.freq_width, o.time_masks, o.time_width, o.max_time_ratio)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean, "std": self.std} if self.mean is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            self.mean, self.std = state["mean"], state["std"]
+
+
+@t2t.hookimpl
+def t2t_register_tasks(register):
+    register(Speech)

@@ -1,0 +1,174 @@
+"""Speech front-end: filterbanks against a reference written from the formula, resampling,
+SpecAugment, CMVN, the feature cache, and a tiny speech model end to end."""
+
+import math
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import recipe_file
+from t2t.errors import DataError
+from t2t.recipe import load_recipe
+from t2t.testing import tiny_run
+from t2t_plugins.speech.features import fbank, mfcc, read_wav, resample, spec_augment
+
+EPS = float(np.finfo(np.float32).eps)
+
+
+def reference_fbank(x: np.ndarray, rate: int, n_mels: int = 80, frame_ms: float = 25, hop_ms: float = 10):
+    """Kaldi's log-mel filterbank computed frame by frame in numpy, straight from its definition."""
+    length, hop = int(rate * frame_ms / 1000), int(rate * hop_ms / 1000)
+    n_fft = 2 ** math.ceil(math.log2(length))
+    mel = lambda f: 1127.0 * np.log(1.0 + f / 700.0)                                   # noqa: E731
+    lo, hi = mel(20.0), mel(rate / 2)
+    edges = lo + (hi - lo) * np.arange(n_mels + 2) / (n_mels + 1)
+    bin_mel = mel(np.arange(n_fft // 2) * rate / n_fft)
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / (length - 1))) ** 0.85
+    out = []
+    for start in range(0, len(x) - length + 1, hop):
+        frame = x[start: start + length].astype(np.float64)
+        frame = frame - frame.mean()
+        emphasised = np.empty_like(frame)
+        emphasised[0] = frame[0] - 0.97 * frame[0]
+        emphasised[1:] = frame[1:] - 0.97 * frame[:-1]
+        power = np.abs(np.fft.rfft(emphasised * window, n_fft)) ** 2
+        row = []
+        for m in range(n_mels):
+            left, center, right = edges[m], edges[m + 1], edges[m + 2]
+            weights = np.where(bin_mel <= center, (bin_mel - left) / (center - left), (right - bin_mel) / (right - center))
+            weights = np.where((bin_mel > left) & (bin_mel < right), weights, 0.0)
+            row.append(np.log(max(float(weights @ power[: n_fft // 2]), EPS)))
+        out.append(row)
+    return np.array(out)
+
+
+def write_wav(path, samples: np.ndarray, rate: int):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def test_fbank_matches_the_reference_on_synthetic_audio():
+    rng = np.random.default_rng(0)
+    x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(8000) / 16000) + 0.05 * rng.standard_normal(8000)).astype(np.float32)
+    ours = fbank(torch.from_numpy(x), 16000).numpy()
+    ref = reference_fbank(x, 16000)
+    assert ours.shape == ref.shape == (48, 80)
+    assert np.abs(ours - ref).max() < 1e-3                     # float32 output of a float64 computation
+
+
+def test_fbank_matches_the_reference_on_real_recordings(shared_data):
+    for rel, rate in (("an4/wav/an251-fash-b.wav", 16000), ("fsdd/wav/7_jackson_32.wav", 8000)):
+        x, file_rate = read_wav(shared_data / rel)
+        assert file_rate == rate
+        ours = fbank(x, rate, n_mels=40 if rate == 8000 else 80).numpy()
+        ref = reference_fbank(x.numpy(), rate, n_mels=40 if rate == 8000 else 80)
+        assert ours.shape == ref.shape
+        assert np.abs(ours - ref).max() < 1e-3, rel
+
+
+def test_a_pure_tone_lights_its_own_mel_band():
+    x = torch.sin(2 * math.pi * 1000 * torch.arange(16000) / 16000)
+    feats = fbank(x, 16000, n_mels=40)
+    lo, hi = 1127 * math.log1p(20 / 700), 1127 * math.log1p(8000 / 700)
+    centers = [lo + (hi - lo) * (m + 1) / 41 for m in range(40)]
+    expected = min(range(40), key=lambda m: abs(centers[m] - 1127 * math.log1p(1000 / 700)))
+    assert int(feats.mean(0).argmax()) == expected
+
+
+def test_mfcc_is_an_orthonormal_dct_of_the_log_mels():
+    log_mel = torch.randn(7, 40)
+    full = mfcc(log_mel, 40)
+    assert torch.allclose((full ** 2).sum(1), (log_mel ** 2).sum(1), rtol=1e-4)   # energy kept
+    assert torch.allclose(mfcc(log_mel, 13), full[:, :13])
+
+
+@pytest.mark.parametrize("orig,new", [(8000, 16000), (16000, 8000), (22050, 16000)])
+def test_resampling_keeps_a_band_limited_tone(orig, new):
+    freq = 440.0
+    x = torch.sin(2 * math.pi * freq * torch.arange(orig, dtype=torch.float64) / orig)
+    y = resample(x, orig, new)
+    assert y.shape[0] == new
+    expected = torch.sin(2 * math.pi * freq * torch.arange(new, dtype=torch.float64) / new)
+    middle = slice(new // 10, -new // 10)                        # edges see the zero padding
+    assert (y[middle] - expected[middle]).abs().max() < 2e-3
+
+
+def test_unreadable_audio_names_the_file(tmp_path):
+    with pytest.raises(DataError, match="missing.wav: no such audio file"):
+        read_wav(tmp_path / "missing.wav")
+    (tmp_path / "text.wav").write_text("not audio")
+    with pytest.raises(DataError, match="text.wav: not a readable PCM WAV file"):
+        read_wav(tmp_path / "text.wav")
+    write_wav(tmp_path / "empty.wav", np.zeros(0), 16000)
+    with pytest.raises(DataError, match="empty.wav: the audio is empty"):
+        read_wav(tmp_path / "empty.wav")
+
+
+def test_spec_augment_masks_what_it_is_told():
+    torch.manual_seed(0)
+    feats = torch.randn(3, 100, 40) + 5.0
+    lengths = torch.tensor([100, 60, 30])
+    out = spec_augment(feats, lengths, freq_masks=1, freq_width=8, time_masks=1, time_width=20, max_time_ratio=0.2)
+    for i, n in enumerate(lengths.tolist()):
+        zero_bins = (out[i, :n] == 0).all(0).sum().item()
+        zero_frames = (out[i, :n] == 0).all(1).sum().item()
+        assert zero_bins <= 8 and zero_frames <= min(20, int(0.2 * n))
+        changed = out[i] != feats[i]
+        assert bool(((out[i] == 0) | ~changed).all())            # only zeros were written
+    assert not torch.equal(out, feats)
+    assert torch.equal(spec_augment(feats, lengths, 0, 8, 0, 20, 0.2), feats)
+
+
+@pytest.fixture
+def tiny_speech(tmp_path, shared_data):
+    """A manifest of a few spoken digits (three per split) in a temporary data folder."""
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    (folder / "wav").symlink_to(shared_data / "fsdd" / "wav")
+    words = ["zero", "one", "two"]
+    for split, idx in (("train", range(10, 30)), ("valid", range(5, 7)), ("test", range(0, 2))):
+        rows = [f"wav/{d}_jackson_{i}.wav\t{words[d]}\tjackson" for d in range(3) for i in idx]
+        (folder / f"{split}.tsv").write_text("path\ttranscript\tspeaker\n" + "\n".join(rows) + "\n")
+    recipe = {"task": "speech", "data": {"dir": str(folder), "sample_rate": 8000, "n_mels": 40,
+                                         "cache_dir": str(tmp_path / "cache"), "time_width": 5},
+              "tokenizer": {"name": "char"}, "model": {"arch": "transformer"},
+              "decode": {"beam": 2, "max_len_a": 0.0, "max_len_b": 8}, "metrics": ["wer", "cer"]}
+    return tmp_path, recipe
+
+
+def test_speech_task_features_cmvn_and_cache(tiny_speech, registry, monkeypatch):
+    tmp_path, recipe = tiny_speech
+    r = load_recipe(recipe)
+    task = registry.get("tasks", "speech")(r.data, Path(r.data.dir), 1)
+    train = task.examples("train")
+    assert len(train) == 60 and train[0].target == "zero" and train[0].source.shape[1] == 40
+    allf = torch.cat([ex.source for ex in train])
+    assert allf.mean(0).abs().max() < 1e-4 and (allf.std(0) - 1).abs().max() < 1e-3
+    assert list((tmp_path / "cache").glob("train-*.pt"))
+    # a second read comes from the cache: computing features now would fail
+    again = registry.get("tasks", "speech")(r.data, task.data_dir, 1)
+    monkeypatch.setattr(type(again), "features_of", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    assert torch.equal(again.examples("train")[0].source, train[0].source)
+
+
+def test_speech_recipe_end_to_end_and_augment_only_in_training(tiny_speech, registry, monkeypatch):
+    tmp_path, recipe = tiny_speech
+    calls = []
+    cls = registry.get("tasks", "speech")
+    original = cls.augment
+    monkeypatch.setattr(cls, "augment", lambda self, src, lengths: calls.append(src.shape[0]) or original(self, src, lengths))
+    result = tiny_run(recipe_file(tmp_path, recipe), tmp_path, steps=6, registry=registry)
+    assert len(calls) == 6                                        # once per training batch
+    assert set(result["report"]["metrics"]) == {"wer", "cer"}
+    assert len(calls) == 6                                        # evaluation and generation never augment
+    from t2t.pipeline import load
+    pipe = load(result["run_dir"], device="cpu")
+    assert pipe.task.mean is not None                            # CMVN statistics came with the checkpoint
+    wav = str(tmp_path / "digits" / "wav" / "1_jackson_0.wav")
+    assert isinstance(pipe.generate([wav])[0], str)

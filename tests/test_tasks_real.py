@@ -1,0 +1,121 @@
+"""Translation, summarization and dialogue tasks on slices of the real corpora: reading, splitting,
+truncation, references, baselines, and each recipe end to end with a tiny model."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import write
+from t2t.evaluation import evaluate
+from t2t.pipeline import build_task
+from t2t.recipe import load_recipe
+from t2t.testing import check_task, tiny_run
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+SLICE = ["data.train_limit=200", "data.eval_limit=12", "tokenizer.vocab_size=300"]
+
+
+def recipe(name, data_dir, *overrides):
+    return load_recipe(RECIPES / name, [*SLICE, *overrides])
+
+
+@pytest.mark.parametrize("name", ["multi30k_de_en_transformer.yaml", "multi30k_de_en_rnn.yaml",
+                                  "aeslc_transformer.yaml", "samsum_transformer.yaml", "dialogsum_transformer.yaml",
+                                  "scitldr_transformer.yaml", "dailydialog_transformer.yaml",
+                                  "selfdialogue_transformer.yaml", "sgd_transformer.yaml"])
+def test_recipe_runs_end_to_end_on_a_slice(name, shared_data, registry, tmp_path):
+    result = tiny_run(RECIPES / name, tmp_path, SLICE, steps=4, data_dir=shared_data, registry=registry,
+                      eval_limit=6)
+    task = result["recipe"].task
+    assert set(result["report"]["metrics"]) == {m.name for m in result["recipe"].metrics}
+    assert result["report"]["sentences"] == 6 and len(result["outputs"]) == 3
+    assert result["report"]["reference_ppl"] > 1.0
+    assert task in ("translation", "summarization", "dialogue")
+
+
+def test_multi30k_reads_aligned_pairs(shared_data, registry):
+    r = recipe("multi30k_de_en_transformer.yaml", shared_data)
+    task = build_task(r, registry, shared_data)
+    test = task.examples("test")
+    assert test[0].source.startswith("Ein Mann mit einem orangefarbenen Hut")
+    assert test[0].target.startswith("A man in an orange hat")
+    assert check_task("translation", r.to_dict()["data"], shared_data, registry=registry, limit=50) == \
+        {"train": 50, "valid": 50, "test": 50}
+
+
+def test_translation_length_and_ratio_filters(tmp_path, registry):
+    write(tmp_path / "train.de", "ein kurzer satz\neins\nein viel zu langer satz mit sehr vielen worten\n")
+    write(tmp_path / "train.en", "a short sentence\none two three four five six\nlong\n")
+    r = load_recipe({"task": "translation", "data": {"dir": str(tmp_path), "source": "de", "target": "en",
+                                                      "max_ratio": 3.0, "max_words": 8}})
+    assert [e.source for e in build_task(r, registry).examples("train")] == ["ein kurzer satz"]
+
+
+def test_aeslc_multi_reference_truncation_and_lead(shared_data, registry, tmp_path):
+    r = recipe("aeslc_transformer.yaml", shared_data, "data.max_source_words=20")
+    task = build_task(r, registry, shared_data)
+    valid = task.examples("valid")
+    assert len(valid[0].refs) == 3 and valid[0].refs[1] == "meeting confirmation"
+    assert all(len(ex.source.split()) <= 20 for ex in valid)
+    train = task.examples("train")
+    assert train[0].refs == (train[0].target,)
+    lead = task.baseline("lead", valid[:1])[0]
+    assert lead.startswith("Hi Phillip,") and lead.endswith("EB 3267.")          # the first sentence
+    report = evaluate(recipe=r, split="valid", data_dir=shared_data, registry=registry, baselines=["lead"],
+                      out_dir=tmp_path)
+    rouge = report["baselines"]["lead"]["rouge"]
+    assert 0 < rouge["value"] < 100 and "rouge2" in rouge["details"]
+    assert (tmp_path / "valid.lead.hyp").read_text().count("\n") == 12
+
+
+def test_samsum_json_array_longest_baseline_and_empty_dialogue(shared_data, registry):
+    r = recipe("samsum_transformer.yaml", shared_data, "data.train_limit=20000")
+    task = build_task(r, registry, shared_data)
+    train = task.examples("train")
+    assert len(train) == 14731 and task.problems.count == 1          # the one empty dialogue is skipped
+    assert " | " in train[0].source
+    valid = task.examples("valid")
+    longest = task.baseline("longest", valid[:1])[0]
+    lines = [" ".join(line.split()) for line in valid[0].raw.splitlines() if line.strip()]
+    top3 = sorted(sorted(range(len(lines)), key=lambda i: -len(lines[i]))[:3])       # the 3 longest, in order
+    assert longest == " ".join(lines[i] for i in top3)
+
+
+def test_dialogsum_test_split_has_three_references(shared_data, registry):
+    task = build_task(recipe("dialogsum_transformer.yaml", shared_data), registry, shared_data)
+    assert len(task.examples("test")[0].refs) == 3
+    assert len(task.examples("valid")[0].refs) == 1
+
+
+def test_dialogue_contexts_speakers_and_split_by_conversation(shared_data, registry):
+    sgd = build_task(recipe("sgd_transformer.yaml", shared_data), registry, shared_data)
+    first = sgd.examples("train")[0]
+    assert first.id == "1_00000:1" and first.source.startswith("USER: I am feeling hungry")
+    rows = [json.loads(line) for line in (shared_data / "sgd" / "train.jsonl").open().readlines()[:1]]
+    assert first.target == rows[0]["turns"][1] and rows[0]["speakers"][1] == "SYSTEM"
+    assert all(int(ex.id.split(":")[1]) % 2 == 1 for ex in sgd.examples("train"))  # only SYSTEM turns
+    daily = build_task(recipe("dailydialog_transformer.yaml", shared_data, "data.history=2"), registry, shared_data)
+    ex = daily.examples("train")[2]
+    assert ex.source.count("<sep>") == 1                                      # two previous turns
+    train_ids = {e.id.split(":")[0] for e in daily.examples("train")}
+    valid_ids = {e.id.split(":")[0] for e in daily.examples("valid")}
+    assert not train_ids & valid_ids
+
+
+def test_dialogue_retrieval_baseline_returns_training_responses(shared_data, registry, tmp_path):
+    r = recipe("dailydialog_transformer.yaml", shared_data, "data.train_limit=500")
+    report = evaluate(recipe=r, split="valid", data_dir=shared_data, registry=registry, baselines=["retrieval"],
+                      out_dir=tmp_path)
+    task = build_task(r, registry, shared_data)
+    responses = {ex.target for ex in task.examples("train")}
+    hyps = (tmp_path / "valid.retrieval.hyp").read_text().splitlines()
+    assert len(hyps) == 12 and all(h in responses for h in hyps)
+    assert set(report["baselines"]["retrieval"]) >= {"bleu", "distinct_n", "avg_words"}
+
+
+def test_retrieval_finds_the_identical_context(registry):
+    from t2t_plugins.dialogue import TfidfIndex
+    index = TfidfIndex(["how are you today", "what time is the train", "do you like jazz music"],
+                       ["fine thanks", "at noon", "yes a lot"])
+    assert index.nearest(["when does the train leave, what time", "jazz music is great"]) == ["at noon", "yes a lot"]
