@@ -126,7 +126,7 @@ class TfidfIndex:
         idx = m.indices()
         v = m.values() * self.idf[idx[1]]
         norms = torch.zeros(len(docs)).index_add_(0, idx[0], v * v).sqrt().clamp(min=1e-12)
-        return torch.sparse_coo_tensor(idx, v / norms[idx[0]], m.shape).coalesce()
+        return torch.sparse_coo_tensor(idx, v / norms[idx[0]], m.shape, check_invariants=True).coalesce()
 
     def nearest(self, queries: list[str]) -> list[str]:
         q = self._vectors([Counter(_WORD.findall(x.lower())) for x in queries]).to_dense()   # (Q, V)

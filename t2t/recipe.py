@@ -145,10 +145,11 @@ def _apply_override(root: yaml.MappingNode, text: str) -> None:
     if not sep or not key or any(not part for part in key.split(".")):
         raise RecipeError(f"override '{text}': expected key.path=value, e.g. train.lr=1e-3")
     try:
-        value_node = yaml.compose(value, Loader=yaml.SafeLoader) if value.strip() else \
-            yaml.ScalarNode("tag:yaml.org,2002:null", "")
+        value_node = yaml.compose(value, Loader=yaml.SafeLoader) if value.strip() else None
     except yaml.YAMLError as e:
         raise RecipeError(f"override '{text}': the value is not valid YAML ({getattr(e, 'problem', e)})") from None
+    if value_node is None:                              # empty, or only a comment
+        value_node = yaml.ScalarNode("tag:yaml.org,2002:null", "")
     _mark(value_node, f"override '{text}'")
     node = root
     parts = key.split(".")
