@@ -18,10 +18,14 @@ FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.S | re.M)
 
 
 def environment() -> dict:
-    """The test interpreter's bin folder first on PATH; pip builds with the installed setuptools."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "PIP_NO_BUILD_ISOLATION": "false", "PIP_NO_DEPS": "true", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-            "PYTHONPATH": ""}
+    """The test interpreter's bin folder first on PATH; pip builds with the installed setuptools
+    where there is one (no download), and installs no dependencies (t2t is there already)."""
+    import importlib.util
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PIP_NO_DEPS": "true", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONPATH": ""}
+    if importlib.util.find_spec("setuptools") is not None:
+        env["PIP_NO_BUILD_ISOLATION"] = "false"
+    return env
 
 
 def blocks(text: str) -> list[tuple[str, str, str]]:
