@@ -148,13 +148,3 @@ def markdown(report: dict) -> str:
                     ci_text = f" (95% CI {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""
                     lines.append(f"| {system} | {name}.{sub} | {v:.2f}{ci_text} | |")
     return "\n".join(lines) + "\n"
-
-
-def read_lines_exact(path: Path) -> list[str]:
-    try:
-        return Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise T2TError(f"{path}: no such file") from None
-    except UnicodeDecodeError as e:
-        raise T2TError(f"{path}: not valid UTF-8 (byte {e.start})") from None
-

@@ -16,6 +16,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, out: Path) -> Path:
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def read_log(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "log.jsonl"
     if not path.exists():
@@ -58,12 +67,7 @@ def plot_curves(run_dir: Path, out: Path) -> Path:
         ax.plot(steps, [valid[s][name] for s in steps], "o-")
         ax.set_title(f"valid {name}")
         ax.set_xlabel("step")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def plot_attention(weights, source: Sequence[str] | None, target: Sequence[str], out: Path) -> Path:
@@ -80,9 +84,4 @@ def plot_attention(weights, source: Sequence[str] | None, target: Sequence[str],
         ax.set_xlabel("source position")
     ax.set_yticks(range(t))
     ax.set_yticklabels(list(target)[:t])
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)

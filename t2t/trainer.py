@@ -9,6 +9,7 @@ update as one process taking all of them.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import functools
 import json
@@ -435,6 +436,7 @@ class Trainer:
         if self.dist.main:
             self.hook.t2t_step_end(run=self.info, step=self.step, logs=logs)
         window.update(loss=0.0, nll=0.0, tokens=0, sentences=0, time=time.time(), gnorm=0.0, n=0)
+        trim_heap()
 
     # ------------------------------------------------------------------ validation and checkpoints
     def _metric_name(self) -> str:
@@ -465,6 +467,7 @@ class Trainer:
             log.info(f"step {self.step} validation: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()
                                                                 if isinstance(v, float)))
         self._save(results)
+        trim_heap()
         if self.opts.patience and self.bad_validations >= self.opts.patience:
             log.info(f"early stop: {name} did not improve for {self.bad_validations} validations "
                      f"(best {self.best:.4g} at step {self.best_step})")
@@ -546,6 +549,23 @@ class Trainer:
         for e in entries:
             if e["name"] not in keep:
                 (self.run_dir / "checkpoints" / e["name"]).unlink(missing_ok=True)
+
+
+_malloc_trim = None
+
+
+def trim_heap() -> None:
+    """Return freed heap pages to the OS. glibc keeps them, and with batches of varying shapes a
+    long CPU run's resident memory grows by gigabytes of free but fragmented heap (seen: 4.6 GB
+    resident, 1.6 GB after trimming, in a Multi30k run)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):           # not glibc: nothing to do
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
 
 
 def _tightest(*limits: int | None) -> int | None:
