@@ -81,7 +81,6 @@ def worker_t2t(size: str, precision: str, threads: int) -> dict:
         """Random sentences of exactly LENGTH words over a VOCAB-word vocabulary."""
         name = "random_sequences"
         Options = Opts
-        needs_data_dir = False
 
         def read(self, split):
             import random

@@ -1,7 +1,9 @@
 """Dialogue: multi-turn conversations -> (context, response) examples.
 
 Conversations are read from JSON Lines (a list of turns per line, optional speakers and a
-knowledge/persona field). Each target turn becomes one example whose source is the previous
+knowledge/persona field), or, with `source: chitchat`, from the `chitchat-dataset` package (the
+Chit Chat Challenge conversations shipped in its wheel: `pip install -e .[dialogue]`), split by
+conversation id into train/valid/test (90/5/5). Each target turn becomes one example whose source is the previous
 `history` turns joined by the separator token `<sep>` (optionally tagged with their speakers), so
 splits stay by conversation: a conversation's turns never straddle two splits. `target_speakers`
 restricts which turns are targets (e.g. only SYSTEM turns of task-oriented data).
@@ -13,6 +15,7 @@ similar by TF-IDF cosine (sparse products in torch).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import re
 from collections import Counter
@@ -22,6 +25,7 @@ import torch
 
 import t2t
 from t2t.data import read_jsonl
+from t2t.errors import DataError
 from t2t.options import DataOptions, option
 
 SEP = "<sep>"
@@ -30,6 +34,8 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DialogueOptions(DataOptions):
+    source: Literal["files", "chitchat"] = option("files", help="files: {split}.jsonl in data.dir; chitchat: the "
+                                                               "chitchat-dataset package")
     format: Literal["jsonl"] = option("jsonl", help="one conversation per line")
     turns: str = option("turns", help="field holding the list of turns")
     speakers: Optional[str] = option(None, help="field holding each turn's speaker (a list like the turns)")
@@ -56,11 +62,15 @@ class Dialogue(t2t.Task):
 
     def read(self, split: str) -> Iterator[t2t.Example]:
         o = self.options
-        path = self.path(f"{o.splits.get(split, split)}.{o.format}")
-        for lineno, row in read_jsonl(path, self.problems):
+        if o.source == "chitchat":
+            path, rows = "chitchat-dataset", chitchat_rows(split)
+        else:
+            path = self.path(f"{o.splits.get(split, split)}.{o.format}")
+            rows = read_jsonl(path, self.problems)
+        for lineno, row in rows:
             turns = row.get(o.turns)
-            if not isinstance(turns, list) or len(turns) < 2:
-                self.problems.report(f"{path}:{lineno}", f"'{o.turns}' must be a list of at least two turns")
+            if not isinstance(turns, list):
+                self.problems.report(f"{path}:{lineno}", f"'{o.turns}' must be a list of turns")
                 continue
             speakers = row.get(o.speakers) if o.speakers else None
             if o.speakers and (not isinstance(speakers, list) or len(speakers) != len(turns)):
@@ -99,6 +109,22 @@ class Dialogue(t2t.Task):
         for start in range(0, len(examples), 256):
             out.extend(self._index.nearest([ex.source for ex in examples[start: start + 256]]))
         return out
+
+
+def chitchat_rows(split: str) -> Iterator[tuple[int, dict]]:
+    """Conversations of the chitchat-dataset package as rows {id, turns}; a turn is one sender's
+    consecutive messages. Conversations go to a split by a hash of their id (test 5%, valid 5%)."""
+    try:
+        import chitchat_dataset
+    except ImportError:
+        raise DataError("data.source chitchat needs the chitchat-dataset package: pip install -e .[dialogue] "
+                        "(or pip install chitchat-dataset)") from None
+    bucket = {"test": 0, "valid": 1}
+    for i, (conv_id, conv) in enumerate(sorted(chitchat_dataset.Dataset().items())):
+        b = int(hashlib.md5(conv_id.encode()).hexdigest(), 16) % 20
+        if b == bucket.get(split, -1) or (split == "train" and b > 1):
+            turns = [" ".join(u["text"] for u in message) for message in conv["messages"]]
+            yield i + 1, {"id": conv_id, "turns": turns}
 
 
 class TfidfIndex:

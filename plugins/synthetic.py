@@ -60,7 +60,6 @@ class Dates(t2t.Task):
     name = "dates"
     Options = DatesOptions
     default_metrics = ("exact_match", "chrf")
-    needs_data_dir = False
 
     def read(self, split: str) -> Iterator[t2t.Example]:
         o = self.options
@@ -93,7 +92,6 @@ class Reverse(t2t.Task):
     name = "reverse"
     Options = ReverseOptions
     default_metrics = ("exact_match",)
-    needs_data_dir = False
 
     def read(self, split: str) -> Iterator[t2t.Example]:
         o = self.options

@@ -45,7 +45,6 @@ class Task:
     default_metrics: ClassVar[tuple[str, ...]] = ("bleu", "chrf")
     splits: ClassVar[tuple[str, ...]] = ("train", "valid", "test")
     special_tokens: ClassVar[tuple[str, ...]] = ()   # symbols the tokenizer must keep whole
-    needs_data_dir: ClassVar[bool] = True
     baselines: ClassVar[tuple[str, ...]] = ()        # names `baseline()` answers (t2t evaluate --baseline)
 
     def __init__(self, options: DataOptions, data_dir: Path | None = None, seed: int = 1):

@@ -15,7 +15,6 @@ class Shout(t2t.Task):
 
     name = "shout"
     default_metrics = ("exact_match",)
-    needs_data_dir = False
 
     def read(self, split):
         words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]

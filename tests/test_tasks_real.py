@@ -119,3 +119,13 @@ def test_retrieval_finds_the_identical_context(registry):
     index = TfidfIndex(["how are you today", "what time is the train", "do you like jazz music"],
                        ["fine thanks", "at noon", "yes a lot"])
     assert index.nearest(["when does the train leave, what time", "jazz music is great"]) == ["at noon", "yes a lot"]
+
+
+def test_chitchat_conversations_from_the_optional_package(registry):
+    pytest.importorskip("chitchat_dataset", reason="optional: pip install -e .[dialogue]")
+    r = load_recipe(RECIPES / "chitchat_transformer.yaml", ["data.train_limit=300", "data.eval_limit=50"])
+    task = build_task(r, registry)
+    train, test = task.examples("train"), task.examples("test")
+    assert len(train) == 300 and len(test) == 50
+    assert not {e.id.split(":")[0] for e in train} & {e.id.split(":")[0] for e in test}
+    assert "<sep>" in train[5].source or train[5].id.endswith(":1")

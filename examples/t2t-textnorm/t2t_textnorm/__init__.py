@@ -75,7 +75,6 @@ class TextNorm(t2t.Task):
     name = "textnorm"
     Options = TextNormOptions
     default_metrics = ("ser", "wer")
-    needs_data_dir = False
 
     def read(self, split: str) -> Iterator[t2t.Example]:
         rng = random.Random(f"textnorm/{self.seed}/{split}")
