@@ -70,6 +70,8 @@ class ModelOptions(Options):
 
     arch: str = option("rnn", help="model architecture plugin name")
     dropout: float = option(0.1, min=0.0, max=0.9, help="dropout probability")
+    ctc_weight: float = option(0.0, min=0.0, max=1.0, help="weight of an auxiliary CTC loss on the encoder "
+                                                         "(speech: aligns attention sooner on small data)")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

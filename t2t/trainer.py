@@ -387,7 +387,8 @@ class Trainer:
             if self.dist.enabled and i < len(batches) - 1:
                 sync = self.forward.no_sync()
             with sync, torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                loss, nll = sequence_loss(self.forward, self.model.out, batch, o.label_smoothing, sp.pad)
+                loss, nll = sequence_loss(self.forward, self.model.out, batch, o.label_smoothing, sp.pad,
+                                          ctc_weight=self.recipe.model.ctc_weight, ctc_model=self.model)
             self.scaler.scale(loss * scale).backward()
             loss_sum += float(loss.detach())
             nll_sum += float(nll.detach())

@@ -34,10 +34,10 @@ class Flaky(RNNSeq2Seq):
         super().__init__(options, spec)
         self.calls = 0
 
-    def features(self, src, src_lengths, tgt_in):
-        h = super().features(src, src_lengths, tgt_in)
+    def decode_features(self, enc, tgt_in):
+        h = super().decode_features(enc, tgt_in)
         if self.training:
-            if self.options.oom_above >= 0 and src.shape[0] > self.options.oom_above:
+            if self.options.oom_above >= 0 and tgt_in.shape[0] > self.options.oom_above:
                 raise torch.OutOfMemoryError("simulated: CUDA out of memory")
             self.calls += 1
             if self.calls in self.options.nan_at:

@@ -174,3 +174,21 @@ def test_tensorboard_option(tmp_path, registry):
         return
     train(r)
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_ctc_auxiliary_loss():
+    from t2t.data import Encoded, collate
+    from t2t.loss import label_smoothed_loss, sequence_loss
+    from t2t.models.base import ModelSpec
+    from t2t.models.transformer import Transformer, TransformerOptions
+    torch.manual_seed(0)
+    model = Transformer(TransformerOptions(dim=16, heads=2, ff_dim=32, layers=1, dropout=0.0, ctc_weight=0.3),
+                        ModelSpec(0, 12, feature_dim=20)).eval()
+    batch = collate([Encoded(torch.randn(40, 20), [5, 6, 7], 0), Encoded(torch.randn(25, 20), [8, 9], 1)], 0, 2, 3)
+    loss, nll = sequence_loss(model, model.out, batch, 0.1, 0, ctc_weight=0.3, ctc_model=model)
+    logits, enc = model(batch.src, batch.src_lengths, batch.tgt_in, with_encoding=True)
+    ce, ref_nll = label_smoothed_loss(logits, batch.tgt_out, 0.1, 0)
+    lp = torch.log_softmax(model.ctc(enc["memory"]), -1).transpose(0, 1)
+    ctc = torch.nn.functional.ctc_loss(lp, torch.tensor([[5, 6, 7], [8, 9, 0]]), enc["mask"].sum(1),
+                                       torch.tensor([3, 2]), blank=0, reduction="sum")
+    assert torch.allclose(nll, ref_nll) and torch.allclose(loss, 0.7 * ce + 0.3 * ctc, atol=1e-4)

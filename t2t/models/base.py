@@ -74,18 +74,27 @@ class Seq2Seq(nn.Module):
         """prev (B,) the last emitted ids -> logits (B, V) for the next token, and the new state."""
         raise NotImplementedError
 
-    def features(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing: tgt_in (B, T) -> decoder outputs (B, T, D) before the output layer `self.out`."""
+    def decode_features(self, enc: dict, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing from an encoding: tgt_in (B, T) -> decoder outputs (B, T, D) before the
+        output layer `self.out`."""
         raise NotImplementedError
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor,
-                features_only: bool = False) -> torch.Tensor:
-        """Teacher forcing: tgt_in (B, T) -> logits (B, T, V), or the (B, T, D) features.
+                features_only: bool = False, with_encoding: bool = False):
+        """Teacher forcing: tgt_in (B, T) -> logits (B, T, V), or the (B, T, D) features, and with
+        `with_encoding` also the encoder's output dict.
 
         Must equal running decode_step. The trainer asks for features and applies `self.out` to
         the non-padding positions in slices, which keeps the (tokens, V) tensors small."""
-        h = self.features(src, src_lengths, tgt_in)
-        return h if features_only else self.out(h)
+        enc = self.encode(src, src_lengths)
+        h = self.decode_features(enc, tgt_in)
+        out = h if features_only else self.out(h)
+        return (out, enc) if with_encoding else out
+
+    def ctc_log_probs(self, enc: dict) -> torch.Tensor:
+        """CTC log-probabilities (S', B, V) over the encoder output, for models with a `ctc` head
+        (model.ctc_weight > 0); the blank is the padding id."""
+        return torch.log_softmax(self.ctc(enc["memory"]).float(), dim=-1).transpose(0, 1)
 
     @staticmethod
     def by_sentence(x: torch.Tensor, sentences: int) -> torch.Tensor:

@@ -66,6 +66,8 @@ class RNNSeq2Seq(Seq2Seq):
         self.out = nn.Linear(o.hidden_dim, spec.tgt_vocab)
         if o.tie_embeddings:
             self.out.weight = self.tgt_embed.weight
+        if o.ctc_weight:
+            self.ctc = nn.Linear(o.hidden_dim, spec.tgt_vocab)
 
     # ------------------------------------------------------------------ encoder
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> dict:
@@ -147,9 +149,8 @@ class RNNSeq2Seq(Seq2Seq):
         vecs, _, state = self._run(emb, state)
         return self.project(vecs[:, 0]), state
 
-    def features(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-        state = self.init_state(self.encode(src, src_lengths))
-        vecs, _, _ = self._run(self.drop(self.tgt_embed(tgt_in)), state)
+    def decode_features(self, enc: dict, tgt_in: torch.Tensor) -> torch.Tensor:
+        vecs, _, _ = self._run(self.drop(self.tgt_embed(tgt_in)), self.init_state(enc))
         return vecs                                                 # (B, T, D)
 
     def cross_attention(self, src, src_lengths, tgt_in) -> torch.Tensor:

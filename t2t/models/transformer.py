@@ -158,6 +158,8 @@ class Transformer(Seq2Seq):
         self.enc_norm = nn.LayerNorm(o.dim) if o.norm == "pre" else nn.Identity()
         self.dec_norm = nn.LayerNorm(o.dim) if o.norm == "pre" else nn.Identity()
         self.out = nn.Linear(o.dim, spec.tgt_vocab, bias=False)
+        if o.ctc_weight:
+            self.ctc = nn.Linear(o.dim, spec.tgt_vocab)
         self._init_weights()
         if o.tie_output:
             self.out.weight = self.tgt_embed.weight
@@ -211,9 +213,8 @@ class Transformer(Seq2Seq):
             new["attn"] = weights[:, 0]
         return self.project(h[:, 0]), new
 
-    def features(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-        static = self.init_state(self.encode(src, src_lengths))["static"]
-        h, _ = self._decode(tgt_in, static, None, 0, False)
+    def decode_features(self, enc: dict, tgt_in: torch.Tensor) -> torch.Tensor:
+        h, _ = self._decode(tgt_in, self.init_state(enc)["static"], None, 0, False)
         return h                                                     # (B, T, D)
 
     def cross_attention(self, src, src_lengths, tgt_in) -> torch.Tensor:
