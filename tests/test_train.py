@@ -192,3 +192,20 @@ def test_ctc_auxiliary_loss():
     ctc = torch.nn.functional.ctc_loss(lp, torch.tensor([[5, 6, 7], [8, 9, 0]]), enc["mask"].sum(1),
                                        torch.tensor([3, 2]), blank=0, reduction="sum")
     assert torch.allclose(nll, ref_nll) and torch.allclose(loss, 0.7 * ce + 0.3 * ctc, atol=1e-4)
+
+
+@pytest.mark.skipif(not any(__import__("shutil").which(c) for c in ("g++", "c++", "clang++")),
+                    reason="torch.compile (inductor) on CPU needs a C++ compiler")
+def test_compiled_training_matches_eager(tmp_path, registry):
+    """train.compile: the torch.compile'd model trains to the same weights as eager mode, and the
+    checkpoint holds the plain model's keys. (SGD: Adam would turn the rounding noise in the
+    gradients of attention key biases, which are zero in exact arithmetic, into full-size steps.)"""
+    weights = {}
+    for compiled in (False, True):
+        run = tmp_path / f"run{int(compiled)}"
+        train(load_recipe(tiny_recipe(arch="transformer", output_dir=str(run), model={"dropout": 0.0},
+                                      train={"max_steps": 4, "compile": compiled, "threads": 1,
+                                             "optimizer": "sgd", "lr": 0.5})))
+        weights[compiled], _ = final_parameters(run)
+    assert weights[True].keys() == weights[False].keys()
+    assert all(torch.allclose(weights[True][k], weights[False][k], atol=1e-5) for k in weights[False])
