@@ -120,7 +120,8 @@ class TrainOptions(Options):
     label_smoothing: float = option(0.0, min=0.0, max=0.99, help="label smoothing of the cross-entropy")
     clip_norm: float = option(1.0, min=0.0, help="gradient norm clipping (0 turns it off)")
     update_freq: int = option(1, min=1, help="accumulate gradients over this many batches per update")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = option("auto", help="auto: bf16 autocast on CUDA where supported, else fp32")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
+        "auto", help="auto: bf16 autocast on CUDA where supported, else fp32 (bf16 on a CPU without native bf16: fp32)")
     compile: bool = option(False, help="torch.compile the model")
     validate_every: Optional[int] = option(None, min=1, help="validate every N updates (default: each epoch)")
     valid_max_sentences: int = option(300, min=0, help="decode at most this many validation sentences for metrics")

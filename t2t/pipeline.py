@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from pathlib import Path
@@ -40,13 +41,44 @@ def resolve_device(name: str | None = "auto") -> torch.device:
     return device
 
 
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 runs at speed on a device: a CUDA GPU that has it, or a CPU whose oneDNN has
+    native bf16 kernels (AVX-512 or AMX). Elsewhere bf16 is emulated: a matmul ran about 100x
+    slower than in fp32 on an AVX2-only CPU, and oneDNN's LSTM has no such kernel at all."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def reduced_dtype(precision: str, device: torch.device, key: str) -> torch.dtype | None:
+    """The low-precision dtype that a `train.precision` or `decode.precision` (named by `key`)
+    resolves to on a device; None means fp32. bf16 asked for on a CPU without native bf16 falls
+    back to fp32 with a warning: emulated, it would only be slower."""
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise T2TError(f"{key} fp16 needs a CUDA GPU; on CPU use bf16 or fp32")
+        return torch.float16
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" and fast_bf16(device) else None
+    if precision == "bf16":
+        if device.type == "cuda" or fast_bf16(device):
+            return torch.bfloat16
+        _warn_emulated_bf16(key)
+    return None
+
+
+@functools.cache
+def _warn_emulated_bf16(key: str) -> None:
+    log.warning(f"{key} bf16: this CPU has no native bf16 (AVX-512 or AMX), where bf16 is emulated and "
+                f"far slower; using fp32")
+
+
 def decode_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The dtype of weights and activations for a `decode.precision` on a device."""
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    if precision == "fp16" and device.type != "cuda":
-        raise T2TError("decode.precision fp16 needs a CUDA GPU; on CPU use bf16 or fp32")
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return reduced_dtype(precision, device, "decode.precision") or torch.float32
 
 
 def build_task(recipe: Recipe, registry, data_dir: str | os.PathLike | None = None) -> Task:

@@ -31,7 +31,7 @@ from t2t import distributed
 from t2t.data import batch_indices, collate, encode_examples, padding_ratio
 from t2t.errors import T2TError, TrainingError
 from t2t.loss import sequence_loss
-from t2t.pipeline import Pipeline, build_model, build_task, build_tokenizers, resolve_device
+from t2t.pipeline import Pipeline, build_model, build_task, build_tokenizers, reduced_dtype, resolve_device
 from t2t.recipe import Recipe, recipe_from_text
 from t2t.schedule import Schedule
 
@@ -61,17 +61,6 @@ def train(recipe: Recipe, data_dir=None, device: str | None = None, resume: bool
           reset: Sequence[str] = (), overwrite: bool = False, registry=None) -> dict:
     """Train a recipe; returns a summary (status, steps, best score, checkpoint paths)."""
     return Trainer(recipe, registry, data_dir, device, resume, reset, overwrite).fit()
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for a `train.precision` on a device (None: full fp32)."""
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise T2TError("train.precision fp16 needs a CUDA GPU (loss scaling); on CPU use bf16 or fp32")
-        return torch.float16
-    return torch.bfloat16 if precision == "bf16" else None
 
 
 class Trainer:
@@ -249,7 +238,7 @@ class Trainer:
         if self.dist.main:
             (self.run_dir / "recipe.yaml").write_text(self.recipe.to_yaml(), encoding="utf-8")
             (self.run_dir / "plugins.json").write_text(json.dumps(self.registry.versions(), indent=1), encoding="utf-8")
-        self.amp = autocast_dtype(o.precision, self.device)
+        self.amp = reduced_dtype(o.precision, self.device, "train.precision")
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         self.optimizer = self._build_optimizer()
         per_epoch = math.ceil(len(self._batches(1)) / (self.dist.world_size * o.update_freq))
