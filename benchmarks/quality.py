@@ -34,9 +34,12 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    from t2t.pipeline import fast_bf16
     threads = torch.get_num_threads()
+    # the vector unit decides the figures: without native bf16 the bf16 recipes train in fp32
+    isa = f"{torch.backends.cpu.get_cpu_capability()}{', native bf16' if fast_bf16(torch.device('cpu')) else ''}"
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {threads} threads{gpu}"
+    return f"{cpu} ({isa}), {threads} threads{gpu}"
 
 
 def main() -> None:
