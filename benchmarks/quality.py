@@ -69,14 +69,15 @@ def main() -> None:
     report = evaluate(recipe.output_dir, recipe, split=args.split, data_dir=args.data_dir,
                       device=args.device or "auto", baselines=args.baseline)
     eval_s = time.time() - started
+    stored = (getattr(recipe.data, "splits", None) or {}).get(args.split, args.split)   # the data's name for it
     row = {
-        "recipe": args.recipe, "split": args.split, "command": command,
-        "metrics": {k: {"value": round(v["value"], 2), "signature": v.get("signature", ""),
-                        **{d: round(x, 2) for d, x in v.get("details", {}).items() if isinstance(x, float)}}
-                    for k, v in report.get("metrics", {}).items()},
-        "baselines": {b: {k: round(v["value"], 2) for k, v in m.items() if isinstance(v, dict)}
+        "recipe": args.recipe, "split": args.split if stored == args.split else f"{args.split} = {stored}",
+        "command": command,
+        "metrics": figures(report.get("metrics", {})),
+        "baselines": {b: {**figures(m), **({"avg_words": round(m["avg_words"], 1)} if "avg_words" in m else {})}
                       for b, m in report.get("baselines", {}).items()},
         "reference_ppl": round(report.get("reference_ppl", float("nan")), 2),
+        "avg_words": round(report.get("avg_words", float("nan")), 1),
         "train_minutes": round(train_s / 60, 1), "steps": summary["step"] if summary else None,
         "stopped": summary["status"] if summary else None, "eval_minutes": round(eval_s / 60, 1),
         "machine": machine(), "date": time.strftime("%Y-%m-%d"),
@@ -91,15 +92,27 @@ def main() -> None:
     print(json.dumps(row, indent=1))
 
 
+def figures(metrics: dict) -> dict:
+    """A report's metrics, rounded, with their sub-scores (e.g. ROUGE-1/2/L)."""
+    return {k: {"value": round(v["value"], 2), "signature": v.get("signature", ""),
+                **{d: round(x, 2) for d, x in v.get("details", {}).items() if isinstance(x, float)}}
+            for k, v in metrics.items() if isinstance(v, dict) and "value" in v}
+
+
 def write_table(results: dict) -> None:
     lines = ["# Quality benchmarks", "",
              "Written by `benchmarks/quality.py`; each row is one training run of a recipe, evaluated with the",
-             "recipe's decoding settings. Figures are percentages (BLEU, chrF, ROUGE F1, exact match, WER).", "",
+             "recipe's decoding settings. Figures are percentages (BLEU, chrF, ROUGE F1, exact match, WER),",
+             "ppl is the model's perplexity on the evaluated split's references, avg words the output length.", "",
              "| run | split | model | baselines | train min | steps | machine | date | command |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, r in sorted(results.items()):
-        metrics = "; ".join(_metric_text(k, v) for k, v in r["metrics"].items())
-        base = "; ".join(f"{b}: " + ", ".join(f"{k} {v}" for k, v in m.items()) for b, m in r.get("baselines", {}).items())
+        metrics = "; ".join([_metric_text(k, v) for k, v in r["metrics"].items()] +
+                            [f"{label} {r[key]}" for key, label in (("reference_ppl", "ppl"), ("avg_words", "avg words"))
+                             if key in r and r[key] == r[key]])        # NaN: not reported
+        base = "; ".join(f"{b}: " + "; ".join(_metric_text(k, v) if isinstance(v, dict) else f"{k.replace('_', ' ')} {v}"
+                                              for k, v in m.items())
+                         for b, m in r.get("baselines", {}).items())
         lines.append(f"| {name} | {r['split']} | {metrics} | {base or '-'} | {r['train_minutes']} | {r['steps']} | "
                      f"{r['machine']} | {r['date']} | `{r['command']}` |")
     (HERE / "quality.md").write_text("\n".join(lines) + "\n")
