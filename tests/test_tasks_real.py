@@ -20,7 +20,8 @@ def recipe(name, data_dir, *overrides):
     return load_recipe(RECIPES / name, [*SLICE, *overrides])
 
 
-@pytest.mark.parametrize("name", ["multi30k_de_en_transformer.yaml", "multi30k_de_en_rnn.yaml",
+@pytest.mark.parametrize("name", ["multi30k_de_en_transformer.yaml", "multi30k_en_de_transformer.yaml",
+                                  "multi30k_de_en_rnn.yaml",
                                   "aeslc_transformer.yaml", "samsum_transformer.yaml", "dialogsum_transformer.yaml",
                                   "scitldr_transformer.yaml", "dailydialog_transformer.yaml",
                                   "selfdialogue_transformer.yaml", "sgd_transformer.yaml"])
