@@ -81,8 +81,7 @@ def main() -> None:
         "train_minutes": round(train_s / 60, 1), "steps": summary["step"] if summary else None,
         "stopped": summary["status"] if summary else None, "eval_minutes": round(eval_s / 60, 1),
         "machine": machine(), "date": time.strftime("%Y-%m-%d"),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                 cwd=HERE).stdout.strip(),
+        "commit": commit(),
     }
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[name] = row
@@ -90,6 +89,16 @@ def main() -> None:
     RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False))
     write_table(results)
     print(json.dumps(row, indent=1))
+
+
+def commit() -> str:
+    """HEAD, with "+modified" when tracked files other than the results differ from it (an edited
+    recipe or module makes the row irreproducible from the commit alone)."""
+    def git(*a):
+        return subprocess.run(["git", *a], capture_output=True, text=True, cwd=HERE).stdout.strip()
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ":/",
+                  ":(exclude,top)benchmarks/results", ":(exclude,top)benchmarks/quality.md")
+    return git("rev-parse", "--short", "HEAD") + ("+modified" if changed else "")
 
 
 def figures(metrics: dict) -> dict:
