@@ -22,28 +22,27 @@ def label_smoothed_loss(logits: torch.Tensor, target: torch.Tensor, eps: float, 
     return (1.0 - eps) * nll + eps * smooth, nll
 
 
-def sequence_loss(model, output_layer, batch: Batch, eps: float, pad: int, rows: int = 1024,
-                  ctc_weight: float = 0.0, ctc_model=None):
+def sequence_loss(model, net, batch: Batch, eps: float, pad: int, rows: int = 1024,
+                  ctc_weight: float = 0.0):
     """Loss sums of a batch under teacher forcing: (training loss, attention nll).
 
-    The output layer runs over the non-padding positions only, `rows` at a time: no logits are
-    computed for padding, and no single (tokens, V) tensor is allocated for the whole batch (large
-    allocations are fresh pages from the OS at every step, which cost as much as the arithmetic).
-    With `ctc_weight` the training loss is (1 - w) * attention loss + w * CTC loss over the encoder
-    output (`ctc_model.ctc_log_probs`), CTC summed over sentences like the token losses."""
-    if ctc_weight:
-        h, enc = model(batch.src, batch.src_lengths, batch.tgt_in, features_only=True, with_encoding=True)
-    else:
-        h = model(batch.src, batch.src_lengths, batch.tgt_in, features_only=True)    # (B, T, D)
+    `model` runs the forward pass (the Seq2Seq itself, or its DDP or compiled wrapper); `net` is
+    the Seq2Seq, whose `output_rows` scores the non-padding positions only, `rows` at a time: no
+    scores are computed for padding, and no single (tokens, V) tensor is allocated for the whole
+    batch (large allocations are fresh pages from the OS at every step, which cost as much as the
+    arithmetic). With `ctc_weight` the training loss is (1 - w) * attention loss + w * CTC loss
+    over the encoder output (`net.ctc_log_probs`), CTC summed over sentences like the token losses."""
+    h, enc = model(batch.src, batch.src_lengths, batch.tgt_in, features_only=True, with_encoding=True)
     keep = batch.tgt_out != pad
-    feats, target = h[keep], batch.tgt_out[keep]                                      # (N, D), (N,)
+    target = batch.tgt_out[keep]                                                      # (N,)
+    scores = net.output_rows(h, enc, keep)
     loss = nll = 0.0
-    for i in range(0, feats.shape[0], rows):
-        l, n = label_smoothed_loss(output_layer(feats[i: i + rows]), target[i: i + rows], eps, pad)
+    for i in range(0, target.shape[0], rows):
+        l, n = label_smoothed_loss(scores(i, i + rows), target[i: i + rows], eps, pad)
         loss, nll = loss + l, nll + n
     if ctc_weight:
         labels = batch.tgt_out                                       # </s> lies beyond each label length
-        ctc = F.ctc_loss(ctc_model.ctc_log_probs(enc), labels, enc["mask"].sum(1), keep.sum(1) - 1,
+        ctc = F.ctc_loss(net.ctc_log_probs(enc), labels, enc["mask"].sum(1), keep.sum(1) - 1,
                          blank=pad, reduction="sum", zero_infinity=True)
         loss = (1.0 - ctc_weight) * loss + ctc_weight * ctc
     return loss, nll

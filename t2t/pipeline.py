@@ -248,7 +248,7 @@ class Pipeline:
         nll, tokens = 0.0, 0
         for b in batch_indices([(it.src_len, len(it.tgt)) for it in items], max_tokens):
             batch = collate([items[i] for i in b], sp.pad, sp.bos, sp.eos).to(self.device)
-            _, n = sequence_loss(self.model, self.model.out, batch, 0.0, sp.pad)
+            _, n = sequence_loss(self.model, self.model, batch, 0.0, sp.pad)
             nll, tokens = nll + float(n), tokens + batch.target_tokens
         return nll, tokens
 

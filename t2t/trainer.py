@@ -376,8 +376,8 @@ class Trainer:
             if self.dist.enabled and i < len(batches) - 1:
                 sync = self.forward.no_sync()
             with sync, torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                loss, nll = sequence_loss(self.forward, self.model.out, batch, o.label_smoothing, sp.pad,
-                                          ctc_weight=self.recipe.model.ctc_weight, ctc_model=self.model)
+                loss, nll = sequence_loss(self.forward, self.model, batch, o.label_smoothing, sp.pad,
+                                          ctc_weight=self.recipe.model.ctc_weight)
             self.scaler.scale(loss * scale).backward()
             loss_sum += float(loss.detach())
             nll_sum += float(nll.detach())
@@ -477,7 +477,7 @@ class Trainer:
         for b in batch_indices(lengths, o.max_tokens, o.max_sentences):
             batch = collate([self.valid_items[i] for i in b], sp.pad, sp.bos, sp.eos).to(self.device)
             with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                l, n = sequence_loss(self.model, self.model.out, batch, o.label_smoothing, sp.pad)
+                l, n = sequence_loss(self.model, self.model, batch, o.label_smoothing, sp.pad)
             loss, nll, tokens = loss + float(l), nll + float(n), tokens + batch.target_tokens
         results = {"loss": loss / tokens, "ppl": math.exp(min(nll / tokens, 50))}
         count = min(o.valid_max_sentences, len(self.valid_ex))

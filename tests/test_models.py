@@ -23,6 +23,8 @@ VARIANTS = {
     "transformer-post-learned": lambda: Transformer(TransformerOptions(dim=32, heads=4, ff_dim=64, layers=2, norm="post",
                                                                        positions="learned", dropout=0.0,
                                                                        share_embeddings=True), SPEC),
+    "transformer-copy": lambda: Transformer(TransformerOptions(dim=32, heads=4, ff_dim=64, layers=2, dropout=0.0,
+                                                               copy=True), SPEC),
 }
 
 
@@ -150,3 +152,35 @@ def test_feature_source_front_end():
         assert enc["mask"].sum(1).tolist() == [9, 5]               # 23 -> 11 -> 5
         _, _, tgt = batch(6, b=2)
         assert m(feats, lengths, tgt).shape == (2, tgt.shape[1], V)
+
+
+def test_copy_mixture_is_a_distribution_between_its_two_ends():
+    """The pointer-generator's scores are log-probabilities: they sum to one, equal the vocabulary
+    softmax with the gate open, and put all mass on the source's ids (in proportion to the copy
+    attention) with it shut."""
+    torch.manual_seed(0)
+    model = VARIANTS["transformer-copy"]().eval()
+    src, src_len, tgt = batch(6)
+    with torch.no_grad():
+        p = model(src, src_len, tgt).exp()                            # (B, T, V)
+        assert torch.allclose(p.sum(-1), torch.ones(p.shape[:2]), atol=1e-5)
+        model.copy_gate.weight.zero_()
+        model.copy_gate.bias.fill_(40.0)                              # generate only
+        vocab = torch.softmax(model.out(model(src, src_len, tgt, features_only=True)), -1)
+        assert torch.allclose(model(src, src_len, tgt).exp(), vocab, atol=1e-6)
+        model.copy_gate.bias.fill_(-40.0)                             # copy only
+        p = model(src, src_len, tgt).exp()
+    enc = model.encode(src, src_len)
+    h = model.decode_features(enc, tgt)
+    attn, _ = model._copy_attention(h, enc["memory"], enc["mask"][:, None, :])
+    for b in range(src.shape[0]):
+        n = int(src_len[b])
+        expected = torch.zeros(tgt.shape[1], V).index_add_(1, src[b, :n], attn[b, :, :n].detach())
+        assert torch.allclose(p[b], expected, atol=1e-6)
+        absent = [v for v in range(V) if v not in src[b, :n].tolist()]
+        assert p[b][:, absent].max() < 1e-9
+
+
+def test_copy_needs_a_shared_text_vocabulary():
+    with pytest.raises(ValueError, match="shared vocabulary"):
+        Transformer(TransformerOptions(dim=32, heads=4, ff_dim=64, copy=True), ModelSpec(src_vocab=V, tgt_vocab=V))

@@ -71,7 +71,8 @@ class Seq2Seq(nn.Module):
         raise NotImplementedError
 
     def decode_step(self, prev: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
-        """prev (B,) the last emitted ids -> logits (B, V) for the next token, and the new state."""
+        """prev (B,) the last emitted ids -> scores (B, V) for the next token (logits or
+        log-probabilities, as `output_rows` says), and the new state."""
         raise NotImplementedError
 
     def decode_features(self, enc: dict, tgt_in: torch.Tensor) -> torch.Tensor:
@@ -81,15 +82,27 @@ class Seq2Seq(nn.Module):
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor,
                 features_only: bool = False, with_encoding: bool = False):
-        """Teacher forcing: tgt_in (B, T) -> logits (B, T, V), or the (B, T, D) features, and with
-        `with_encoding` also the encoder's output dict.
+        """Teacher forcing: tgt_in (B, T) -> scores (B, T, V) (see `output_rows`), or the (B, T, D)
+        features, and with `with_encoding` also the encoder's output dict.
 
-        Must equal running decode_step. The trainer asks for features and applies `self.out` to
-        the non-padding positions in slices, which keeps the (tokens, V) tensors small."""
+        Must equal running decode_step. The trainer asks for features and scores the non-padding
+        positions in slices through `output_rows`, which keeps the (tokens, V) tensors small."""
         enc = self.encode(src, src_lengths)
         h = self.decode_features(enc, tgt_in)
-        out = h if features_only else self.out(h)
+        out = h
+        if not features_only:
+            every = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
+            out = self.output_rows(h, enc, every)(0, every.numel()).view(*h.shape[:2], -1)
         return (out, enc) if with_encoding else out
+
+    def output_rows(self, h: torch.Tensor, enc: dict, keep: torch.Tensor):
+        """The output layer over the teacher-forcing positions where `keep` (B, T) is True, for the
+        loss: h (B, T, D) -> a function (i, j) -> scores (j - i, V) of kept positions i..j-1, so a
+        caller can take them a slice at a time. Scores are logits, or log-probabilities where the
+        model mixes distributions itself (a log-softmax leaves those unchanged, so every consumer
+        treats both alike)."""
+        feats = h[keep]                                              # (N, D)
+        return lambda i, j: self.out(feats[i:j])
 
     def ctc_log_probs(self, enc: dict) -> torch.Tensor:
         """CTC log-probabilities (S', B, V) over the encoder output, for models with a `ctc` head

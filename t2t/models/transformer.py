@@ -39,6 +39,8 @@ class TransformerOptions(ModelOptions):
     activation_dropout: float = option(0.0, min=0.0, max=0.9, help="dropout inside the feed-forward block")
     tie_output: bool = option(True, help="tie the target embeddings and the output layer")
     share_embeddings: bool = option(False, help="one embedding table for source and target (shared vocabulary)")
+    copy: bool = option(False, help="pointer-generator output: a learned gate mixes the vocabulary "
+                        "distribution with attention over the source tokens (shared vocabulary)")
 
     def check(self) -> None:
         if self.dim % self.heads:
@@ -158,6 +160,11 @@ class Transformer(Seq2Seq):
         self.enc_norm = nn.LayerNorm(o.dim) if o.norm == "pre" else nn.Identity()
         self.dec_norm = nn.LayerNorm(o.dim) if o.norm == "pre" else nn.Identity()
         self.out = nn.Linear(o.dim, spec.tgt_vocab, bias=False)
+        if o.copy:
+            if not spec.shared_vocab or spec.feature_dim:
+                raise ValueError("model.copy needs a text source and a shared vocabulary (tokenizer.shared: true)")
+            self.copy_query = nn.Linear(o.dim, o.dim, bias=False)
+            self.copy_gate = nn.Linear(2 * o.dim, 1)
         if o.ctc_weight:
             self.ctc = nn.Linear(o.dim, spec.tgt_vocab)
         self._init_weights()
@@ -186,11 +193,16 @@ class Transformer(Seq2Seq):
         attn_mask = mask[:, None, :]                                 # (B, 1, S')
         for layer in self.encoder:
             x = layer(x, attn_mask)
-        return {"memory": self.enc_norm(x), "mask": mask}
+        enc = {"memory": self.enc_norm(x), "mask": mask}
+        if self.options.copy:
+            enc["src"] = src                                         # the ids a copy puts out
+        return enc
 
     def init_state(self, enc: dict, need_attn: bool = False) -> dict:
         kvs = [layer.cross_attn.memory_kv(enc["memory"]) for layer in self.decoder]
         static = {"kv": kvs, "mask": enc["mask"][:, None, :]}
+        if self.options.copy:
+            static.update(memory=enc["memory"], src=enc["src"])
         return {"static": static, "cache": [{} for _ in self.decoder], "pos": 0, "need_attn": need_attn}
 
     # ------------------------------------------------------------------ decoder
@@ -211,7 +223,41 @@ class Transformer(Seq2Seq):
                "need_attn": state["need_attn"]}
         if weights is not None:
             new["attn"] = weights[:, 0]
-        return self.project(h[:, 0]), new
+        if not self.options.copy:
+            return self.project(h[:, 0]), new
+        static = state["static"]
+        q = self.by_sentence(h, static["mask"].shape[0])             # (B, N/B, D)
+        attn, gate = self._copy_attention(q, static["memory"], static["mask"])
+        per = h.shape[0] // q.shape[0]                               # hypotheses per sentence
+        src = static["src"].repeat_interleave(per, dim=0)            # (N, S)
+        return self._mix(self.project(h[:, 0]), attn.reshape(h.shape[0], -1), gate.reshape(-1, 1), src), new
+
+    # ------------------------------------------------------------------ copying
+    def _copy_attention(self, h: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor):
+        """h (B, T, D) decoder outputs, memory (B, S, D), mask (B, 1, S) -> copy attention
+        (B, T, S) over the source positions and the gate (B, T, 1): the weight of generating
+        from the vocabulary rather than copying."""
+        scores = torch.matmul(self.copy_query(h), memory.transpose(1, 2)) * self.options.dim ** -0.5
+        attn = torch.softmax(scores.float().masked_fill(~mask, float("-inf")), dim=-1)
+        context = torch.matmul(attn.to(memory.dtype), memory)           # (B, T, D)
+        gate = torch.sigmoid(self.copy_gate(torch.cat([h, context], dim=-1)).float())
+        return attn, gate
+
+    @staticmethod
+    def _mix(logits: torch.Tensor, attn: torch.Tensor, gate: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+        """logits (N, V), copy attention (N, S), gate (N, 1), source ids (N, S) -> log-probabilities
+        (N, V) of gate * softmax(logits) + (1 - gate) * the attention summed per source id."""
+        p = gate * torch.softmax(logits.float(), dim=-1)
+        p = p.scatter_add(1, src, (1.0 - gate) * attn)               # padding carries no attention
+        return torch.log(p.clamp_min(1e-12))
+
+    def output_rows(self, h: torch.Tensor, enc: dict, keep: torch.Tensor):
+        if not self.options.copy:
+            return super().output_rows(h, enc, keep)
+        attn, gate = self._copy_attention(h, enc["memory"], enc["mask"][:, None, :])
+        feats, attn, gate = h[keep], attn[keep], gate[keep]          # (N, D), (N, S), (N, 1)
+        src = enc["src"][keep.nonzero()[:, 0]]                       # (N, S): each row's sentence
+        return lambda i, j: self._mix(self.out(feats[i:j]), attn[i:j], gate[i:j], src[i:j])
 
     def decode_features(self, enc: dict, tgt_in: torch.Tensor) -> torch.Tensor:
         h, _ = self._decode(tgt_in, self.init_state(enc)["static"], None, 0, False)
