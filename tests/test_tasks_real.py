@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import write
 from t2t.evaluation import evaluate
@@ -20,11 +21,18 @@ def recipe(name, data_dir, *overrides):
     return load_recipe(RECIPES / name, [*SLICE, *overrides])
 
 
-@pytest.mark.parametrize("name", ["multi30k_de_en_transformer.yaml", "multi30k_en_de_transformer.yaml",
-                                  "multi30k_de_en_rnn.yaml",
-                                  "aeslc_transformer.yaml", "samsum_transformer.yaml", "dialogsum_transformer.yaml",
-                                  "scitldr_transformer.yaml", "dailydialog_transformer.yaml",
-                                  "selfdialogue_transformer.yaml", "sgd_transformer.yaml"])
+# every text recipe that reads a folder of the shared data (chitchat's package has its own test)
+SHARED_TEXT_RECIPES = sorted(p.name for p in RECIPES.glob("*.yaml")
+                             if (r := yaml.safe_load(p.read_text()))["task"] in ("translation", "summarization",
+                                                                                  "dialogue")
+                             and "dir" in r.get("data", {}))
+
+
+def test_the_shared_text_recipes_are_found():
+    assert {"multi30k_de_en_rnn.yaml", "aeslc_transformer.yaml", "sgd_transformer.yaml"} <= set(SHARED_TEXT_RECIPES)
+
+
+@pytest.mark.parametrize("name", SHARED_TEXT_RECIPES)
 def test_recipe_runs_end_to_end_on_a_slice(name, shared_data, registry, tmp_path):
     result = tiny_run(RECIPES / name, tmp_path, SLICE, steps=4, data_dir=shared_data, registry=registry,
                       eval_limit=6)
