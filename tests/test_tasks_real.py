@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import write
 from t2t.evaluation import evaluate
@@ -23,9 +22,8 @@ def recipe(name, data_dir, *overrides):
 
 # every text recipe that reads a folder of the shared data (chitchat's package has its own test)
 SHARED_TEXT_RECIPES = sorted(p.name for p in RECIPES.glob("*.yaml")
-                             if (r := yaml.safe_load(p.read_text()))["task"] in ("translation", "summarization",
-                                                                                  "dialogue")
-                             and "dir" in r.get("data", {}))
+                             if (r := load_recipe(p)).task in ("translation", "summarization", "dialogue")
+                             and r.to_dict()["data"].get("dir"))
 
 
 def test_the_shared_text_recipes_are_found():
