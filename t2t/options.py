@@ -154,6 +154,8 @@ class DecodeOptions(Options):
     min_len: int = option(0, min=0, help="no end-of-sentence before this many tokens")
     no_repeat_ngram_size: int = option(0, min=0, help="forbid repeating n-grams of this size (0: off)")
     unk_penalty: float = option(0.0, help="subtracted from the unknown token's log-probability")
+    ctc_weight: float = option(0.0, min=0.0, max=1.0, help="joint CTC/attention decoding: weight of the CTC "
+                               "prefix score (needs a model trained with model.ctc_weight > 0)")
     sampling: bool = option(False, help="sample instead of searching")
     temperature: float = option(1.0, min=1e-6, help="sampling temperature")
     top_k: int = option(0, min=0, help="sample from the k most likely tokens (0: all)")

@@ -20,6 +20,7 @@ from t2t.data import Encoded, collate
 from t2t.errors import CheckpointError, T2TError
 from t2t.models.base import ModelSpec, Seq2Seq
 from t2t.options import DecodeOptions
+from t2t.models.ctc import JointCTC
 from t2t.recipe import Recipe, recipe_from_text, resolve_data_dir
 from t2t.search import Hypothesis, Specials, generate
 from t2t.task import Task
@@ -225,12 +226,18 @@ class Pipeline:
         generator = None
         if opts.sampling:
             generator = torch.Generator(device=self.device).manual_seed(self.recipe.seed if seed is None else seed)
+        model = self.model
+        if opts.ctc_weight:
+            try:
+                model = JointCTC(self.model, opts.ctc_weight, self.specials)
+            except ValueError as e:
+                raise T2TError(str(e)) from None
         out: list[list[Hypothesis] | None] = [None] * len(encoded)
         for start in range(0, len(order), opts.max_sentences):
             items = [encoded[i] for i in order[start: start + opts.max_sentences]]
             batch = collate(items, self.specials.pad, self.specials.bos, self.specials.eos, with_target=False)
             batch = batch.to(self.device)
-            hyps = generate(self.model, batch.src, batch.src_lengths, opts, self.specials, generator, need_attention)
+            hyps = generate(model, batch.src, batch.src_lengths, opts, self.specials, generator, need_attention)
             for item, h in zip(items, hyps):
                 out[item.index] = h
         return out

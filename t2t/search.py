@@ -42,6 +42,14 @@ def length_penalty(length: torch.Tensor | float, alpha: float):
     return ((5.0 + length) / 6.0) ** alpha
 
 
+def log_probs(model, scores: torch.Tensor) -> torch.Tensor:
+    """decode_step's scores (N, V) -> the log-scores search ranks by: log-softmax of logits, or the
+    scores themselves for a decoder that combines its own (`normalized_scores`, e.g. joint CTC)."""
+    if getattr(model, "normalized_scores", False):
+        return scores.float().clone()
+    return torch.log_softmax(scores.float(), dim=-1)
+
+
 def max_lengths(src_lengths: torch.Tensor, opts: DecodeOptions, model: Seq2Seq | None = None) -> torch.Tensor:
     """(B,) longest output (in tokens, </s> included) for each source, within the model's limit."""
     limit = (src_lengths.float() * opts.max_len_a + opts.max_len_b).long().clamp(min=max(1, opts.min_len + 1))
@@ -147,7 +155,7 @@ def _single_path(model, src, src_lengths, opts, sp, choose, need_attention) -> l
     out: list[Hypothesis | None] = [None] * b
     for step in range(int(limit.max())):
         logits, state = model.decode_step(prev, state)
-        lp = torch.log_softmax(logits.float(), dim=-1)
+        lp = log_probs(model, logits)
         _penalize_(lp, step, hist, limit[rows], opts, sp)
         tok = choose(lp)
         hist = torch.cat([hist, tok[:, None]], dim=1)
@@ -202,7 +210,7 @@ def beam_search(model, src, src_lengths, opts, sp=Specials(), need_attention=Fal
     for step in range(int(limit.max())):
         n = sent.shape[0]
         logits, state = model.decode_step(prev, state)
-        lp = torch.log_softmax(logits.float(), dim=-1)                    # (n*width, V)
+        lp = log_probs(model, logits)                                     # (n*width, V)
         vocab = lp.shape[1]
         _penalize_(lp, step, hist, limit[sent].repeat_interleave(width), opts, sp)
         cand = (scores[:, :, None] + lp.view(n, width, vocab)).view(n, width * vocab)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import recipe_file
-from t2t.errors import DataError
+from t2t.errors import DataError, T2TError
 from t2t.recipe import load_recipe
 from t2t.testing import tiny_run
 from t2t_plugins.speech.features import fbank, mfcc, read_wav, resample, spec_augment
@@ -157,6 +157,31 @@ def test_speech_task_features_cmvn_and_cache(tiny_speech, registry, monkeypatch)
     assert torch.equal(again.examples("train")[0].source, train[0].source)
 
 
+def test_speed_perturbation_adds_resampled_training_copies(tiny_speech, registry):
+    tmp_path, recipe = tiny_speech
+    plain = load_recipe(recipe)
+    recipe["data"]["speed_perturb"] = [0.9, 1.0, 1.1]
+    r = load_recipe(recipe)
+    task = registry.get("tasks", "speech")(r.data, Path(r.data.dir), 1)
+    train = task.examples("train")
+    assert len(train) == 180
+    plain_task = registry.get("tasks", "speech")(plain.data, Path(plain.data.dir), 1)
+    base = plain_task.examples("train")
+    assert torch.equal(train[0].source, base[0].source)                  # speed 1.0 is the plain copy
+    assert torch.equal(task.mean, plain_task.mean)                      # statistics of the 1.0 copy alone
+    by_id = {ex.id: ex for ex in train}
+    for ex in base[:5]:
+        slow, fast = by_id[f"{ex.id}@0.9"], by_id[f"{ex.id}@1.1"]
+        assert slow.target == fast.target == ex.target
+        n = ex.source.shape[0]
+        # 10 ms frames: played at 0.9 the audio lasts 1/0.9 as long, at 1.1 1/1.1 as long
+        assert abs(slow.source.shape[0] - n / 0.9) <= 3 and abs(fast.source.shape[0] - n / 1.1) <= 3
+    assert len(task.examples("valid")) == 6                              # evaluation splits are never copied
+    recipe["data"]["speed_perturb"] = [0.1]
+    with pytest.raises(Exception, match="speed_perturb"):
+        load_recipe(recipe)
+
+
 def test_speech_recipe_end_to_end_and_augment_only_in_training(tiny_speech, registry, monkeypatch):
     tmp_path, recipe = tiny_speech
     calls = []
@@ -172,3 +197,19 @@ def test_speech_recipe_end_to_end_and_augment_only_in_training(tiny_speech, regi
     assert pipe.task.mean is not None                            # CMVN statistics came with the checkpoint
     wav = str(tmp_path / "digits" / "wav" / "1_jackson_0.wav")
     assert isinstance(pipe.generate([wav])[0], str)
+    with pytest.raises(T2TError, match="model.ctc_weight"):             # joint decoding needs a CTC head
+        pipe.generate([wav], ctc_weight=0.3)
+
+
+def test_joint_ctc_decoding_from_a_recipe(tiny_speech, registry):
+    tmp_path, recipe = tiny_speech
+    recipe["model"] = {"arch": "transformer", "dim": 32, "heads": 2, "ff_dim": 64, "layers": 1, "ctc_weight": 0.5}
+    recipe["decode"].update(beam=3, ctc_weight=0.4)
+    result = tiny_run(recipe_file(tmp_path, recipe), tmp_path, steps=6, registry=registry)
+    assert result["report"]["decode"]["ctc_weight"] == 0.4
+    from t2t.pipeline import load
+    pipe = load(result["run_dir"], device="cpu")
+    wav = str(tmp_path / "digits" / "wav" / "1_jackson_0.wav")
+    joint = pipe.search([wav])[0][0]
+    plain = pipe.search([wav], pipe.decode_options(ctc_weight=0.0))[0][0]
+    assert joint.score != plain.score                                    # the CTC term took part

@@ -46,6 +46,8 @@ class SpeechOptions(DataOptions):
     window: Literal["povey", "hann", "hamming"] = option("povey", help="analysis window")
     dither: float = option(0.0, min=0.0, help="Gaussian dither (in [-1, 1] sample units) added when extracting "
                                              "training features, as Kaldi does; never at evaluation")
+    speed_perturb: tuple[float, ...] = option((1.0,), help="speed factors of the training audio: each "
+                                              "adds a resampled copy of the training split (Kaldi's 0.9, 1.0, 1.1)")
     cmvn: bool = option(True, help="normalise with mean and variance of the training features")
     spec_augment: bool = option(True, help="SpecAugment on training batches")
     freq_masks: int = option(2, min=0, help="SpecAugment: frequency masks per utterance")
@@ -62,6 +64,10 @@ class SpeechOptions(DataOptions):
     def check(self) -> None:
         if not 1 <= self.concat[0] <= self.concat[1]:
             raise OptionError("concat", f"{list(self.concat)} must be [min, max] with 1 <= min <= max")
+        bad = [f for f in self.speed_perturb if not 0.5 <= f <= 2.0]
+        if bad or not self.speed_perturb:
+            raise OptionError("speed_perturb", f"{list(self.speed_perturb)}: give factors between 0.5 and 2.0, "
+                              "e.g. [0.9, 1.0, 1.1]")
 
 
 class Speech(t2t.Task):
@@ -90,6 +96,10 @@ class Speech(t2t.Task):
             self._fit_cmvn(feats if split == "train" else self._features("train", self._train_rows()))
         for (utt_id, _, text, _), f in zip(rows, feats):
             yield t2t.Example(self._normalise(f), text, id=utt_id)
+        if split == "train":                    # speed-perturbed copies; the statistics stay those of 1.0
+            for speed in (s for s in self.options.speed_perturb if s != 1.0):
+                for (utt_id, _, text, _), f in zip(rows, self._features(split, rows, speed)):
+                    yield t2t.Example(self._normalise(f), text, id=f"{utt_id}@{speed:g}")
 
     def _train_rows(self):
         rows = self._manifest("train")
@@ -137,9 +147,10 @@ class Speech(t2t.Task):
         keys = ("sample_rate", "features", "n_mels", "n_mfcc", "frame_ms", "hop_ms", "window", "dither", "silence_ms")
         return {k: getattr(o, k) for k in keys} | {"seed": self.seed, "version": 1}
 
-    def _features(self, split: str, rows) -> list[torch.Tensor]:
-        """Features of every utterance, from the cache when the settings and files are unchanged."""
-        key_src = json.dumps({"settings": self._settings(), "files": [[str(f) for f in r[1]] for r in rows],
+    def _features(self, split: str, rows, speed: float = 1.0) -> list[torch.Tensor]:
+        """Features of every utterance (played at `speed`), from the cache when the settings and
+        files are unchanged."""
+        key_src = json.dumps({"settings": self._settings() | ({"speed": speed} if speed != 1.0 else {}), "files": [[str(f) for f in r[1]] for r in rows],
                               "stat": [os.stat(f).st_mtime_ns for r in rows[:50] for f in r[1] if f.exists()]},
                              sort_keys=True)
         key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
@@ -151,18 +162,21 @@ class Speech(t2t.Task):
                 cache.unlink(missing_ok=True)
         rng = random.Random(f"speech-silence/{self.seed}/{split}")
         dither = torch.Generator().manual_seed(self.seed) if split == "train" and self.options.dither else None
-        feats = [self.features_of(self._audio(r[1], rng), dither) for r in rows]
+        feats = [self.features_of(self._audio(r[1], rng, speed), dither) for r in rows]
         cache.parent.mkdir(parents=True, exist_ok=True)
         ckpt.atomic_write(cache, lambda f: torch.save({"features": feats}, f))
-        log.info(f"features of {len(feats)} {split} utterances cached in {cache}")
+        log.info(f"features of {len(feats)} {split} utterances{f' at speed {speed:g}' if speed != 1.0 else ''} "
+                 f"cached in {cache}")
         return feats
 
-    def _audio(self, files: list[Path], rng: random.Random) -> torch.Tensor:
+    def _audio(self, files: list[Path], rng: random.Random, speed: float = 1.0) -> torch.Tensor:
+        """The files' samples at the recipe's rate, joined by pauses; `speed` > 1 plays them faster
+        (and higher), as a tape would: the samples are resampled as if recorded at rate * speed."""
         o = self.options
         pieces = []
         for k, f in enumerate(files):
             x, rate = read_wav(f)
-            pieces.append(resample(x, rate, o.sample_rate))
+            pieces.append(resample(x, round(rate * speed), o.sample_rate))
             if k < len(files) - 1:
                 pieces.append(torch.zeros(int(o.sample_rate * rng.randint(*o.silence_ms) / 1000)))
         return torch.cat(pieces)
