@@ -60,6 +60,7 @@ def main() -> None:
     recipe = t2t.load_recipe(args.recipe, args.overrides)
     name = args.name or Path(args.recipe).stem
     command = "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    ran = commit()                       # the code that trains: later commits must not claim the row
     started = time.time()
     summary = None
     if not args.evaluate_only:
@@ -81,7 +82,7 @@ def main() -> None:
         "train_minutes": round(train_s / 60, 1), "steps": summary["step"] if summary else None,
         "stopped": summary["status"] if summary else None, "eval_minutes": round(eval_s / 60, 1),
         "machine": machine(), "date": time.strftime("%Y-%m-%d"),
-        "commit": commit(),
+        "commit": ran,
     }
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[name] = row

@@ -297,7 +297,7 @@ def _split(text: str | None) -> list[str]:
 
 def _decode_overrides(args) -> dict:
     keys = ("beam", "nbest", "length_penalty", "max_len_a", "max_len_b", "min_len", "no_repeat_ngram_size",
-            "unk_penalty", "temperature", "top_k", "top_p", "max_sentences", "precision")
+            "unk_penalty", "ctc_weight", "temperature", "top_k", "top_p", "max_sentences", "precision")
     out = {k: getattr(args, k, None) for k in keys}
     if getattr(args, "sampling", False):
         out["sampling"] = True
@@ -314,6 +314,7 @@ def _add_decode_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-len", type=int)
     g.add_argument("--no-repeat-ngram-size", type=int)
     g.add_argument("--unk-penalty", type=float)
+    g.add_argument("--ctc-weight", type=float, help="joint CTC/attention decoding: weight of the CTC prefix score")
     g.add_argument("--sampling", action="store_true", help="sample instead of searching")
     g.add_argument("--temperature", type=float)
     g.add_argument("--top-k", type=int)

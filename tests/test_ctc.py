@@ -114,6 +114,27 @@ def test_joint_score_mixes_attention_and_ctc():
         prev = torch.full((2,), tok)
 
 
+def test_a_large_vocabulary_scores_the_decoders_likeliest_tokens_alone():
+    model = speech_model(4)
+    src, lengths = features([25, 17])
+    full, pruned = JointCTC(model, 0.5, SP), JointCTC(model, 0.5, SP, candidates=3)
+    s_full, s_pruned = full.init_state(full.encode(src, lengths)), pruned.init_state(pruned.encode(src, lengths))
+    state_a = model.init_state(model.encode(src, lengths))
+    prev = torch.full((2,), SP.bos)
+    for tok in (4, 6, 5):
+        a, s_full = full.decode_step(prev, s_full)
+        b, s_pruned = pruned.decode_step(prev, s_pruned)
+        att, state_a = model.decode_step(prev, state_a)
+        top = att.topk(3, dim=-1).indices
+        for row in range(2):
+            for c in range(1, V):
+                if c in top[row].tolist() or c == SP.eos:      # scored alike; </s> always has its score
+                    assert float(b[row, c]) == pytest.approx(float(a[row, c]), abs=1e-5)
+                else:
+                    assert float(b[row, c]) < -1e20             # ruled out
+        prev = torch.full((2,), tok)
+
+
 def test_needs_a_ctc_head():
     spec = ModelSpec(src_vocab=0, tgt_vocab=V, pad=0, feature_dim=F)
     plain = Transformer(TransformerOptions(dim=16, heads=2, ff_dim=32, layers=1), spec)

@@ -12,7 +12,9 @@ little data makes.
 `JointCTC` wraps a model with a CTC head (model.ctc_weight > 0) behind the same encode /
 init_state / decode_step / reorder_state interface, so greedy, beam search and sampling run it
 unchanged. The CTC forward variables of each hypothesis are part of its state and are reordered
-with it.
+with it. Each step costs O(S' * N * V) (a loop over the frames); above `candidates` tokens only
+the decoder's likeliest `candidates` get a CTC score and the rest are ruled out, as ESPnet's
+pre-beam does.
 
 Shapes: B sentences, N hypothesis rows, S' encoder frames, V vocabulary, C candidate tokens.
 """
@@ -63,11 +65,11 @@ class JointCTC(nn.Module):
 
     normalized_scores = True            # decode_step returns final log-scores: search must not renormalise
 
-    def __init__(self, model: Seq2Seq, weight: float, specials):
+    def __init__(self, model: Seq2Seq, weight: float, specials, candidates: int = 128):
         super().__init__()
         if getattr(model, "ctc", None) is None:
             raise ValueError("decode.ctc_weight needs a model trained with a CTC head (model.ctc_weight > 0)")
-        self.model, self.weight = model, weight
+        self.model, self.weight, self.candidates = model, weight, candidates
         self.blank, self.bos, self.eos = specials.pad, specials.bos, specials.eos
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> dict:
@@ -116,8 +118,13 @@ class JointCTC(nn.Module):
             x = lp.gather(2, tok[None].expand(lp.shape[0], -1, -1))       # (S', N, 1)
             psi_g, r = ctc_extend(x, blank, r, last, tok, length == 0, keep=True)
             psi_g, r, last, length = psi_g[:, 0], r[:, :, 0], prev, length + 1
-        cand = torch.arange(lp.shape[2], device=lp.device)[None].expand(n, -1)      # every token
-        psi = ctc_extend(lp, blank, r, last, cand, length == 0)           # (N, V)
+        if lp.shape[2] > self.candidates:     # a large vocabulary: CTC scores for the decoder's likeliest tokens
+            cand = att.topk(self.candidates, dim=-1).indices                          # (N, M)
+            x = lp.gather(2, cand[None].expand(lp.shape[0], -1, -1))                  # (S', N, M)
+            psi = torch.full_like(att, NEG).scatter(1, cand, ctc_extend(x, blank, r, last, cand, length == 0))
+        else:
+            cand = torch.arange(lp.shape[2], device=lp.device)[None].expand(n, -1)  # every token
+            psi = ctc_extend(lp, blank, r, last, cand, length == 0)                    # (N, V)
         end = r.gather(0, (frames - 1).clamp(min=0)[None, :, None].expand(1, -1, 2))[0]
         psi[:, self.eos] = torch.logaddexp(end[:, 0], end[:, 1])          # g itself is the whole labelling
         psi[:, self.blank] = NEG
