@@ -9,6 +9,7 @@ import torch
 
 from t2t.models.base import ModelSpec
 from t2t.models.ctc import JointCTC
+from t2t.models.rnn import RNNOptions, RNNSeq2Seq
 from t2t.models.transformer import Transformer, TransformerOptions
 from t2t.options import DecodeOptions
 from t2t.search import Specials, generate
@@ -17,10 +18,13 @@ V, F = 7, 8                       # ids 0-3 are <pad>=blank, <unk>, <s>, </s>; 4
 SP = Specials()
 
 
-def speech_model(seed=0):
+def speech_model(seed=0, arch="transformer"):
     torch.manual_seed(seed)
     spec = ModelSpec(src_vocab=0, tgt_vocab=V, pad=0, feature_dim=F)
-    model = Transformer(TransformerOptions(dim=16, heads=2, ff_dim=32, layers=1, dropout=0.0, ctc_weight=0.3), spec)
+    if arch == "rnn":
+        model = RNNSeq2Seq(RNNOptions(embed_dim=16, hidden_dim=16, dropout=0.0, ctc_weight=0.3), spec)
+    else:
+        model = Transformer(TransformerOptions(dim=16, heads=2, ff_dim=32, layers=1, dropout=0.0, ctc_weight=0.3), spec)
     with torch.no_grad():                         # a CTC head with opinions, so the scores differ a lot
         model.ctc.weight.mul_(8.0)
     return model.eval().requires_grad_(False)
@@ -142,9 +146,10 @@ def test_needs_a_ctc_head():
         JointCTC(plain, 0.3, SP)
 
 
+@pytest.mark.parametrize("arch", ["transformer", "rnn"])
 @pytest.mark.parametrize("beam", [1, 3])
-def test_joint_decoding_alone_equals_in_batch(beam):
-    model = speech_model(1)
+def test_joint_decoding_alone_equals_in_batch(beam, arch):
+    model = speech_model(1, arch)
     src, lengths = features([29, 21, 13], seed=3)
     opts = DecodeOptions(beam=beam, nbest=beam, ctc_weight=0.5, max_len_a=0.0, max_len_b=6)
     joint = JointCTC(model, 0.5, SP)
