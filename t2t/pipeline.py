@@ -19,8 +19,8 @@ from t2t import checkpoint as ckpt
 from t2t.data import Encoded, collate
 from t2t.errors import CheckpointError, T2TError
 from t2t.models.base import ModelSpec, Seq2Seq
-from t2t.options import DecodeOptions
 from t2t.models.ctc import JointCTC
+from t2t.options import DecodeOptions
 from t2t.recipe import Recipe, recipe_from_text, resolve_data_dir
 from t2t.search import Hypothesis, Specials, generate
 from t2t.task import Task

@@ -255,6 +255,10 @@ class _Validator:
                 node = self.find(sections, "train", "valid_metric")
                 self.error(node, "train.valid_metric", f"'{train.valid_metric}' is not among the recipe's "
                            f"metrics; allowed: {', '.join(names)}{did_you_mean(train.valid_metric, names)}")
+        if decode is not None and model is not None and decode.ctc_weight and not model.ctc_weight:
+            self.error(self.find(sections, "decode", "ctc_weight"), "decode.ctc_weight",
+                       f"{decode.ctc_weight} needs a CTC head to score with; set model.ctc_weight > 0 "
+                       "(e.g. 0.3) or decode.ctc_weight: 0")
         if self.errors:
             raise RecipeError("invalid recipe:\n  " + "\n  ".join(self.errors))
         return Recipe(task=task_name, data=data, tokenizer=tokenizer, model=model, train=train,

@@ -145,3 +145,9 @@ def test_metric_options_validated(tmp_path, registry):
 def test_valid_metric_must_be_listed(registry):
     with pytest.raises(RecipeError, match="train.valid_metric: 'bleu' is not among the recipe's metrics"):
         load_recipe({"task": "dates", "train": {"valid_metric": "bleu"}})
+
+
+def test_joint_ctc_decoding_needs_a_ctc_head(tmp_path, registry):
+    msg = error_of(tmp_path, GOOD + "decode: {beam: 4, ctc_weight: 0.3}\n")
+    assert "recipe.yaml:15 decode.ctc_weight: 0.3 needs a CTC head to score with; set model.ctc_weight > 0" in msg
+    assert load_text(tmp_path, GOOD + "decode: {beam: 4, ctc_weight: 0.3}\n", ["model.ctc_weight=0.3"]).decode.ctc_weight == 0.3

@@ -150,7 +150,8 @@ class Speech(t2t.Task):
     def _features(self, split: str, rows, speed: float = 1.0) -> list[torch.Tensor]:
         """Features of every utterance (played at `speed`), from the cache when the settings and
         files are unchanged."""
-        key_src = json.dumps({"settings": self._settings() | ({"speed": speed} if speed != 1.0 else {}), "files": [[str(f) for f in r[1]] for r in rows],
+        settings = self._settings() | ({"speed": speed} if speed != 1.0 else {})
+        key_src = json.dumps({"settings": settings, "files": [[str(f) for f in r[1]] for r in rows],
                               "stat": [os.stat(f).st_mtime_ns for r in rows[:50] for f in r[1] if f.exists()]},
                              sort_keys=True)
         key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
