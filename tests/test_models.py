@@ -23,6 +23,8 @@ VARIANTS = {
     "transformer-post-learned": lambda: Transformer(TransformerOptions(dim=32, heads=4, ff_dim=64, layers=2, norm="post",
                                                                        positions="learned", dropout=0.0,
                                                                        share_embeddings=True), SPEC),
+    "conformer": lambda: Transformer(TransformerOptions(dim=32, heads=4, ff_dim=64, layers=2, dropout=0.0,
+                                                        conv_kernel=3), SPEC),
     "transformer-copy": lambda: Transformer(TransformerOptions(dim=32, heads=4, ff_dim=64, layers=2, dropout=0.0,
                                                                copy=True), SPEC),
 }
@@ -143,7 +145,8 @@ def test_feature_source_front_end():
     spec = ModelSpec(src_vocab=0, tgt_vocab=V, feature_dim=20)
     torch.manual_seed(0)
     for m in (RNNSeq2Seq(RNNOptions(embed_dim=16, hidden_dim=16, dropout=0.0), spec),
-              Transformer(TransformerOptions(dim=16, heads=2, ff_dim=32, layers=1, dropout=0.0), spec)):
+              Transformer(TransformerOptions(dim=16, heads=2, ff_dim=32, layers=1, dropout=0.0), spec),
+              Transformer(TransformerOptions(dim=16, heads=2, ff_dim=32, layers=1, dropout=0.0, conv_kernel=5), spec)):
         m.eval()
         feats = torch.randn(2, 40, 20)
         lengths = torch.tensor([40, 23])
@@ -184,3 +187,17 @@ def test_copy_mixture_is_a_distribution_between_its_two_ends():
 def test_copy_needs_a_shared_text_vocabulary():
     with pytest.raises(ValueError, match="shared vocabulary"):
         Transformer(TransformerOptions(dim=32, heads=4, ff_dim=64, copy=True), ModelSpec(src_vocab=V, tgt_vocab=V))
+
+
+def test_conformer_layers_and_their_options():
+    """conv_kernel turns the encoder layers into Conformer layers (two half-step feed-forwards and a
+    depthwise convolution of that width); an even width or post-norm is refused, naming the option."""
+    from t2t.models.transformer import ConformerLayer
+    from t2t.options import OptionError
+    m = Transformer(TransformerOptions(dim=16, heads=2, ff_dim=32, layers=2, conv_kernel=7), SPEC)
+    assert all(isinstance(layer, ConformerLayer) for layer in m.encoder)
+    assert m.encoder[0].conv.depthwise.weight.shape == (16, 1, 7)
+    for bad, said in ((dict(conv_kernel=4), "odd kernel"), (dict(conv_kernel=5, norm="post"), "not post")):
+        with pytest.raises(OptionError, match=said) as e:
+            TransformerOptions(dim=16, heads=2, **bad).check()
+        assert e.value.key == "conv_kernel"

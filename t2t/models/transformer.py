@@ -41,8 +41,13 @@ class TransformerOptions(ModelOptions):
     share_embeddings: bool = option(False, help="one embedding table for source and target (shared vocabulary)")
     copy: bool = option(False, help="pointer-generator output: a learned gate mixes the vocabulary "
                         "distribution with attention over the source tokens (shared vocabulary)")
+    conv_kernel: int = option(0, min=0, help="Conformer encoder (Gulati et al. 2020): width of the depthwise "
+                              "convolution in each encoder layer, odd (e.g. 15 or 31); 0: plain Transformer layers")
 
     def check(self) -> None:
+        if self.conv_kernel and (self.conv_kernel % 2 == 0 or self.norm != "pre"):
+            raise OptionError("conv_kernel", f"{self.conv_kernel}: a Conformer layer needs an odd kernel and "
+                              f"model.norm pre" + (f", not {self.norm}" if self.norm != "pre" else ""))
         if self.dim % self.heads:
             good = [h for h in (1, 2, 4, 8, 16) if self.dim % h == 0 and h != self.heads]
             raise OptionError("heads", f"{self.heads} does not divide model.dim {self.dim}; use "
@@ -79,7 +84,7 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, ff_dim: int, activation: str, dropout: float):
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(dim, ff_dim), nn.Linear(ff_dim, dim)
-        self.act = F.gelu if activation == "gelu" else F.relu
+        self.act = {"gelu": F.gelu, "silu": F.silu}.get(activation, F.relu)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,6 +106,49 @@ class EncoderLayer(nn.Module):
             return x + self.drop(self.ff(self.norm2(x)))
         x = self.norm1(x + self.drop(self.attn(x, mask)))
         return self.norm2(x + self.drop(self.ff(x)))
+
+
+class ConvModule(nn.Module):
+    """The Conformer convolution block: pointwise convolution to 2D channels and a GLU, a depthwise
+    convolution over time, layer norm, Swish and a pointwise convolution back. Padded frames are
+    zeroed before the depthwise convolution so that a sentence's result does not depend on its batch."""
+
+    def __init__(self, dim: int, kernel: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.pointwise_in = nn.Linear(dim, 2 * dim)
+        self.depthwise = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
+        self.conv_norm = nn.LayerNorm(dim)
+        self.pointwise_out = nn.Linear(dim, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """x (B, S, D), real (B, S, 1) True at real frames -> (B, S, D)."""
+        y = F.glu(self.pointwise_in(self.norm(x)), dim=-1).masked_fill(~real, 0.0)
+        y = self.depthwise(y.transpose(1, 2)).transpose(1, 2)
+        return self.drop(self.pointwise_out(F.silu(self.conv_norm(y))))
+
+
+class ConformerLayer(nn.Module):
+    """Macaron feed-forward (half step), self-attention, convolution, feed-forward (half step), layer
+    norm: the Conformer encoder layer, with the model's absolute positions."""
+
+    def __init__(self, o: TransformerOptions):
+        super().__init__()
+        self.ff1 = FeedForward(o.dim, o.ff_dim, "silu", o.activation_dropout)
+        self.ff2 = FeedForward(o.dim, o.ff_dim, "silu", o.activation_dropout)
+        self.attn = MultiHeadAttention(o.dim, o.heads, o.attention_dropout)
+        self.conv = ConvModule(o.dim, o.conv_kernel, o.dropout)
+        self.norm_ff1, self.norm_attn, self.norm_ff2, self.norm_out = (nn.LayerNorm(o.dim) for _ in range(4))
+        self.drop = nn.Dropout(o.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, S, D), mask (B, 1, S) True at real frames."""
+        x = x + 0.5 * self.drop(self.ff1(self.norm_ff1(x)))
+        x = x + self.drop(self.attn(self.norm_attn(x), mask))
+        x = x + self.conv(x, mask.transpose(1, 2))
+        x = x + 0.5 * self.drop(self.ff2(self.norm_ff2(x)))
+        return self.norm_out(x)
 
 
 class DecoderLayer(nn.Module):
@@ -155,7 +203,8 @@ class Transformer(Seq2Seq):
         self.src_pos = Positions(o.positions, o.max_positions, o.dim)
         self.tgt_pos = Positions(o.positions, o.max_positions, o.dim)
         self.drop = nn.Dropout(o.dropout)
-        self.encoder = nn.ModuleList(EncoderLayer(o) for _ in range(o.encoder_layers or o.layers))
+        layer = ConformerLayer if o.conv_kernel else EncoderLayer
+        self.encoder = nn.ModuleList(layer(o) for _ in range(o.encoder_layers or o.layers))
         self.decoder = nn.ModuleList(DecoderLayer(o) for _ in range(o.decoder_layers or o.layers))
         self.enc_norm = nn.LayerNorm(o.dim) if o.norm == "pre" else nn.Identity()
         self.dec_norm = nn.LayerNorm(o.dim) if o.norm == "pre" else nn.Identity()
