@@ -102,13 +102,16 @@ def write_index(run_dir: Path, index: dict) -> None:
 
 
 def resolve(path: Path, which: str = "best") -> Path:
-    """A run directory -> its best (or last) checkpoint file; a file stays as it is."""
+    """A run directory -> its best (or last) checkpoint file; a file stays as it is. "best" is the
+    weight average of the best checkpoints where training made one (`train.average_best`)."""
     path = Path(path)
     if path.is_file() or path.suffix == ".pt":
         return path
     if not path.exists():
         raise CheckpointError(f"{path}: no such run directory or checkpoint")
     index = read_index(path)
+    if which == "best" and index.get("average"):
+        return path / "checkpoints" / index["average"]["name"]
     name = index.get(which) or index.get("last")
     if not name:
         found = sorted((path / "checkpoints").glob("step_*.pt"))
@@ -116,6 +119,30 @@ def resolve(path: Path, which: str = "best") -> Path:
             raise CheckpointError(f"{path}: no checkpoints in this run directory (expected checkpoints/step_*.pt)")
         return found[-1]
     return path / "checkpoints" / name
+
+
+def best_checkpoints(run_dir: Path, n: int) -> list[Path]:
+    """The run's `n` best scored checkpoints that still exist, best first (ties: the earlier step)."""
+    index = read_index(run_dir)
+    scored = [e for e in index["checkpoints"] if e.get("score") is not None]
+    higher = index.get("higher_is_better", False)
+    ranked = sorted(scored, key=lambda e: (-e["score"] if higher else e["score"], e["step"]))
+    paths = [Path(run_dir) / "checkpoints" / e["name"] for e in ranked]
+    return [p for p in paths if p.exists()][:n]
+
+
+def average_best(run_dir: Path, n: int) -> dict | None:
+    """Average the run's `n` best checkpoints into checkpoints/average.pt and record it in the index
+    (a later checkpoint's index update drops the record); None where no checkpoint has a score."""
+    paths = best_checkpoints(run_dir, n)
+    if not paths:
+        return None
+    name = "average.pt"
+    save(Path(run_dir) / "checkpoints" / name, average(paths))
+    index = read_index(run_dir)
+    index["average"] = {"name": name, "from": [p.name for p in paths]}
+    write_index(run_dir, index)
+    return index["average"]
 
 
 def clean_temporaries(run_dir: Path) -> int:

@@ -256,10 +256,13 @@ def cmd_average(args) -> int:
     from t2t import checkpoint as ckpt
     paths = [Path(p) for p in args.checkpoints]
     if len(paths) == 1 and paths[0].is_dir():
-        found = sorted((paths[0] / "checkpoints").glob("step_*.pt"))
+        found = (ckpt.best_checkpoints(paths[0], args.best) if args.best
+                 else sorted((paths[0] / "checkpoints").glob("step_*.pt"))[-args.last:])
         if not found:
-            raise T2TError(f"{paths[0]}: no checkpoints to average")
-        paths = found[-args.last:]
+            raise T2TError(f"{paths[0]}: no {'scored ' if args.best else ''}checkpoints to average")
+        paths = found
+    elif args.best:
+        raise T2TError("--best needs one run directory (its index ranks the checkpoints)")
     averaged = ckpt.average(paths)
     ckpt.save(Path(args.output), averaged)
     print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) into {args.output}")
@@ -387,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("average", help="average the weights of several checkpoints")
     p.add_argument("checkpoints", nargs="+", help="checkpoint files, or one run directory")
     p.add_argument("--last", type=int, default=5, help="with a run directory: its last N checkpoints")
+    p.add_argument("--best", type=int, help="with a run directory: its N best checkpoints by the validation metric")
     p.add_argument("--output", required=True)
     p.set_defaults(func=cmd_average)
 

@@ -129,6 +129,9 @@ class TrainOptions(Options):
     patience: Optional[int] = option(None, min=1, help="stop after this many validations without improvement")
     keep_best: int = option(1, min=0, help="best checkpoints kept")
     keep_last: int = option(1, min=1, help="most recent checkpoints kept")
+    average_best: int = option(0, min=0, help="when training ends, average the weights of the N best checkpoints "
+                               "into checkpoints/average.pt, which the run directory then stands for in evaluate "
+                               "and generate (the N best are kept whatever keep_best says); 0: no average")
     log_every: int = option(50, min=1, help="log every N updates")
     tensorboard: bool = option(False, help="also write TensorBoard event files (needs `tensorboard`)")
     max_nonfinite: int = option(20, min=0, help="stop after this many updates skipped for a non-finite loss")

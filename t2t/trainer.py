@@ -266,11 +266,17 @@ class Trainer:
         finally:
             with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGINT, previous)
+        if self.dist.main and o.average_best and status != "interrupted":
+            averaged = ckpt.average_best(self.run_dir, o.average_best)
+            if averaged:
+                log.info("averaged the %d best checkpoints (%s) into %s", len(averaged["from"]),
+                         ", ".join(averaged["from"]), averaged["name"])
         index = ckpt.read_index(self.run_dir) if self.dist.main else {}
         summary = {"status": status, "step": self.step, "epoch": self.epoch, "best": self.best,
                    "best_step": self.best_step, "metric": self._metric_name(), "time_s": round(time.time() - started, 1),
                    "run_dir": str(self.run_dir), "last_checkpoint": index.get("last"),
-                   "best_checkpoint": index.get("best"), "last_validation": self.last_results}
+                   "best_checkpoint": index.get("best"), "average_checkpoint": (index.get("average") or {}).get("name"),
+                   "last_validation": self.last_results}
         self.hook.t2t_run_end(run=self.info, summary=summary)
         distributed.barrier()
         return summary
@@ -530,7 +536,7 @@ class Trainer:
         scored = [e for e in entries if e["score"] is not None]
         ranked = sorted(scored, key=lambda e: (-e["score"] if higher else e["score"], e["step"]))
         keep = {e["name"] for e in sorted(entries, key=lambda e: e["step"])[-o.keep_last:]}
-        keep |= {e["name"] for e in ranked[: o.keep_best]}
+        keep |= {e["name"] for e in ranked[: max(o.keep_best, o.average_best)]}
         best = ranked[0]["name"] if ranked else name
         keep.add(best)
         index = {"checkpoints": [e for e in entries if e["name"] in keep], "best": best, "last": name,

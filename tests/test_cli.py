@@ -102,6 +102,12 @@ def test_average_checkpoints(run, capsys):
         if v.is_floating_point():
             assert torch.allclose(v, sum(s[k] for s in states) / len(states), atol=1e-6)
     assert "train_state" not in avg
+    assert main(["average", str(tmp / "run"), "--best", "1", "--output", str(tmp / "best.pt")]) == 0
+    best = json.loads((ckdir / "index.json").read_text())["best"]
+    assert torch.equal(ckpt.load(tmp / "best.pt")["model"]["out.weight"], ckpt.load(ckdir / best)["model"]["out.weight"])
+    assert f"averaged 1 checkpoints ({best})" in capsys.readouterr().out
+    assert main(["average", *map(str, files), "--best", "2", "--output", str(tmp / "x.pt")]) == 1
+    assert "--best needs one run directory" in capsys.readouterr().err
     (tmp / "one.txt").write_text("a b\n")
     assert main(["generate", "--checkpoint", str(tmp / "avg.pt"), "--input", str(tmp / "one.txt")]) == 0
 

@@ -144,6 +144,31 @@ def test_best_k_checkpoints_and_early_stopping(tmp_path, registry):
     assert stopped["status"] == "early_stop" and stopped["step"] == 15
 
 
+def test_average_of_the_best_checkpoints(tmp_path, registry):
+    """train.average_best: the N best checkpoints are kept (keep_best is 1) and averaged when training
+    ends; the run directory then resolves to the average, while resuming still takes the last."""
+    import json
+    from t2t import checkpoint as ckpt
+    r = load_recipe(tiny_recipe(output_dir=str(tmp_path / "run"),
+                                train={"max_steps": 30, "max_epochs": 10, "validate_every": 5, "valid_max_sentences": 0,
+                                       "valid_metric": "loss", "keep_best": 1, "average_best": 3}))
+    summary = train(r)
+    run = tmp_path / "run"
+    index = json.loads((run / "checkpoints" / "index.json").read_text())
+    scores = {e["name"]: e["score"] for e in index["checkpoints"]}
+    best3 = sorted(scores, key=scores.get)[:3]
+    assert summary["average_checkpoint"] == "average.pt" and index["average"]["from"] == best3
+    assert index["average"]["from"][0] == index["best"]
+    averaged = ckpt.load(ckpt.resolve(run))["model"]
+    states = [ckpt.load(run / "checkpoints" / n)["model"] for n in best3]
+    for k, v in averaged.items():
+        if v.is_floating_point():
+            assert torch.allclose(v, sum(s[k] for s in states) / 3, atol=1e-6)
+    assert not torch.equal(averaged["out.weight"], states[0]["out.weight"])
+    assert ckpt.resolve(run, "last").name == "step_00000030.pt"
+    assert ckpt.resolve(run) == run / "checkpoints" / "average.pt"
+
+
 def test_schedules():
     from t2t.options import TrainOptions
     from t2t.schedule import Schedule
