@@ -125,7 +125,11 @@ class ConvModule(nn.Module):
     def forward(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """x (B, S, D), real (B, S, 1) True at real frames -> (B, S, D)."""
         y = F.glu(self.pointwise_in(self.norm(x)), dim=-1).masked_fill(~real, 0.0)
-        y = self.depthwise(y.transpose(1, 2)).transpose(1, 2)
+        if y.is_cpu:          # CPU bf16 autocast makes the depthwise convolution slower, not faster
+            with torch.autocast("cpu", enabled=False):
+                y = self.depthwise(y.float().transpose(1, 2)).transpose(1, 2)
+        else:
+            y = self.depthwise(y.transpose(1, 2)).transpose(1, 2)
         return self.drop(self.pointwise_out(F.silu(self.conv_norm(y))))
 
 
