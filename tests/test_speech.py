@@ -157,6 +157,45 @@ def test_speech_task_features_cmvn_and_cache(tiny_speech, registry, monkeypatch)
     assert torch.equal(again.examples("train")[0].source, train[0].source)
 
 
+def test_cmvn_per_speaker_and_per_utterance(tiny_speech, registry):
+    """cmvn_level speaker: every speaker's frames (the unseen validation speaker's too) have mean zero
+    after normalisation, which global CMVN does not give them; utterance: every utterance's do; both
+    scale by one deviation fitted on the training split, so its frames keep unit deviation."""
+    tmp_path, recipe = tiny_speech
+    folder = Path(recipe["data"]["dir"])
+    for split, speakers in (("train", ("jackson", "nicolas")), ("valid", ("theo",))):
+        rows = [f"wav/{d}_{sp}_{i}.wav\t{d}\t{sp}" for sp in speakers for d in range(3) for i in range(4)]
+        (folder / f"{split}.tsv").write_text("path\ttranscript\tspeaker\n" + "\n".join(rows) + "\n")
+
+    def task_with(level):
+        r = load_recipe({**recipe, "data": {**recipe["data"], "cmvn_level": level}})
+        return registry.get("tasks", "speech")(r.data, Path(r.data.dir), 1)
+
+    def by_speaker(examples):
+        out = {}
+        for ex, sp in zip(examples, [line.split("\t")[2] for line in ex_lines]):
+            out.setdefault(sp, []).append(ex.source)
+        return {sp: torch.cat(fs) for sp, fs in out.items()}
+
+    speaker, utterance, plain = task_with("speaker"), task_with("utterance"), task_with("global")
+    for split in ("train", "valid"):
+        ex_lines = (folder / f"{split}.tsv").read_text().splitlines()[1:]
+        for sp, frames in by_speaker(speaker.examples(split)).items():
+            assert frames.mean(0).abs().max() < 1e-3, (split, sp)
+        for ex in utterance.examples(split):
+            assert ex.source.mean(0).abs().max() < 1e-3
+        if split == "valid":
+            assert by_speaker(plain.examples(split))["theo"].mean(0).abs().max() > 0.3
+    for task in (speaker, utterance):
+        allf = torch.cat([ex.source for ex in task.examples("train")])
+        assert (allf.std(0) - 1).abs().max() < 1e-2
+    one = utterance.prepare_source(folder / "wav" / "0_theo_0.wav")   # t2t generate: no speaker, its own mean
+    assert one.mean(0).abs().max() < 1e-3
+    recipe["data"]["cmvn_level"] = "corpus"
+    with pytest.raises(T2TError, match="cmvn_level"):
+        load_recipe(recipe)
+
+
 def test_speed_perturbation_adds_resampled_training_copies(tiny_speech, registry):
     tmp_path, recipe = tiny_speech
     plain = load_recipe(recipe)

@@ -49,6 +49,11 @@ class SpeechOptions(DataOptions):
     speed_perturb: tuple[float, ...] = option((1.0,), help="speed factors of the training audio: each "
                                               "adds a resampled copy of the training split (Kaldi's 0.9, 1.0, 1.1)")
     cmvn: bool = option(True, help="normalise with mean and variance of the training features")
+    cmvn_level: Literal["global", "speaker", "utterance"] = option(
+        "global", help="whose mean is subtracted before scaling by the training features' deviation: the "
+        "training split's (global), each speaker's over all of that speaker's utterances in the split (the "
+        "manifest's speaker column; Kaldi's per-speaker CMVN, which reads a test speaker's audio, not its "
+        "transcripts), or each utterance's own")
     spec_augment: bool = option(True, help="SpecAugment on training batches")
     freq_masks: int = option(2, min=0, help="SpecAugment: frequency masks per utterance")
     freq_width: int = option(15, min=0, help="SpecAugment: widest frequency mask (mel bins)")
@@ -93,13 +98,18 @@ class Speech(t2t.Task):
             rows = self._concatenate(rows, split)
         feats = self._features(split, rows)
         if self.options.cmvn and self.mean is None:
-            self._fit_cmvn(feats if split == "train" else self._features("train", self._train_rows()))
-        for (utt_id, _, text, _), f in zip(rows, feats):
-            yield t2t.Example(self._normalise(f), text, id=utt_id)
+            if split == "train":
+                self._fit_cmvn(feats, rows)
+            else:
+                train_rows = self._train_rows()
+                self._fit_cmvn(self._features("train", train_rows), train_rows)
+        for (utt_id, _, text, _), f, offset in zip(rows, feats, self._offsets(rows, feats)):
+            yield t2t.Example(self._normalise(f, offset), text, id=utt_id)
         if split == "train":                    # speed-perturbed copies; the statistics stay those of 1.0
             for speed in (s for s in self.options.speed_perturb if s != 1.0):
-                for (utt_id, _, text, _), f in zip(rows, self._features(split, rows, speed)):
-                    yield t2t.Example(self._normalise(f), text, id=f"{utt_id}@{speed:g}")
+                copies = self._features(split, rows, speed)
+                for (utt_id, _, text, _), f, offset in zip(rows, copies, self._offsets(rows, copies)):
+                    yield t2t.Example(self._normalise(f, offset), text, id=f"{utt_id}@{speed:g}")
 
     def _train_rows(self):
         rows = self._manifest("train")
@@ -190,12 +200,32 @@ class Speech(t2t.Task):
                       dither=o.dither if dither is not None else 0.0, generator=dither)
         return mfcc(feats, o.n_mfcc) if o.features == "mfcc" else feats
 
-    def _fit_cmvn(self, feats: list[torch.Tensor]) -> None:
-        allf = torch.cat(feats).double()
+    def _offsets(self, rows, feats: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        """The mean each utterance loses before global normalisation: none (global), its speaker's
+        (mean of all the speaker's frames in `feats`; an utterance without a speaker uses its own)
+        or its own."""
+        level = self.options.cmvn_level
+        if not self.options.cmvn or level == "global":
+            return [None] * len(feats)
+        own = [f.double().mean(0) for f in feats]
+        if level == "utterance":
+            return own
+        sums: dict[str, tuple[torch.Tensor, int]] = {}
+        for (_, _, _, speaker), f in zip(rows, feats):
+            if speaker:
+                total, n = sums.get(speaker, (0.0, 0))
+                sums[speaker] = (total + f.double().sum(0), n + f.shape[0])
+        return [sums[r[3]][0] / sums[r[3]][1] if r[3] else m for r, m in zip(rows, own)]
+
+    def _fit_cmvn(self, feats: list[torch.Tensor], rows) -> None:
+        offsets = self._offsets(rows, feats)
+        allf = torch.cat([f.double() - (0.0 if m is None else m) for f, m in zip(feats, offsets)])
         self.mean, self.std = allf.mean(0).float(), allf.std(0).clamp(min=1e-5).float()
 
-    def _normalise(self, f: torch.Tensor) -> torch.Tensor:
-        return (f - self.mean) / self.std if self.options.cmvn else f
+    def _normalise(self, f: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.options.cmvn:
+            return f
+        return ((f.double() - offset).float() if offset is not None else f).sub(self.mean).div(self.std)
 
     def prepare_source(self, source):
         """`t2t generate` input: an audio path (a feature tensor passes through)."""
@@ -205,7 +235,8 @@ class Speech(t2t.Task):
         if not path.is_absolute() and self.data_dir is not None and not path.exists():
             path = self.data_dir / path
         x, rate = read_wav(path)
-        return self._normalise(self.features_of(resample(x, rate, self.options.sample_rate)))
+        feats = self.features_of(resample(x, rate, self.options.sample_rate))
+        return self._normalise(feats, self._offsets([(path.name, [path], "", "")], [feats])[0])   # no speaker: its own mean
 
     def augment(self, src: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         o = self.options
