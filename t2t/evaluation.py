@@ -47,7 +47,9 @@ def evaluate(checkpoint: str | Path | None = None, recipe: Recipe | None = None,
         if recipe is not None:                   # the given recipe says what to evaluate on and how
             pipe.recipe = dataclasses.replace(pipe.recipe, data=recipe.data, decode=recipe.decode,
                                               metrics=recipe.metrics, task=recipe.task)
+            trained = pipe.task.state_dict()           # e.g. speech CMVN statistics: the model's, not refitted
             pipe.task = build_task(pipe.recipe, pipe.registry, data_dir)
+            pipe.task.load_state_dict(trained)
         recipe, task, registry = pipe.recipe, pipe.task, pipe.registry
         out = Path(out_dir) if out_dir else run_dir_of(pipe.checkpoint_path) / "eval"
     else:

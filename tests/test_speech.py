@@ -191,6 +191,12 @@ def test_cmvn_per_speaker_and_per_utterance(tiny_speech, registry):
         assert (allf.std(0) - 1).abs().max() < 1e-2
     one = utterance.prepare_source(folder / "wav" / "0_theo_0.wav")   # t2t generate: no speaker, its own mean
     assert one.mean(0).abs().max() < 1e-3
+    # a checkpoint's statistics only load into a task that makes its features the same way
+    again = task_with("speaker")
+    again.load_state_dict(speaker.state_dict())
+    assert torch.equal(again.mean, speaker.mean)
+    with pytest.raises(T2TError, match=r"data.cmvn_level: speaker \(the recipe says global\)"):
+        task_with("global").load_state_dict(speaker.state_dict())
     recipe["data"]["cmvn_level"] = "corpus"
     with pytest.raises(T2TError, match="cmvn_level"):
         load_recipe(recipe)

@@ -24,7 +24,7 @@ import torch
 import t2t
 from t2t import checkpoint as ckpt
 from t2t.data import read_jsonl, read_tsv
-from t2t.errors import DataError
+from t2t.errors import DataError, T2TError
 from t2t.options import DataOptions, OptionError, option
 from t2t_plugins.speech.features import fbank, mfcc, read_wav, resample, spec_augment
 
@@ -244,12 +244,27 @@ class Speech(t2t.Task):
             return src
         return spec_augment(src, lengths, o.freq_masks, o.freq_width, o.time_masks, o.time_width, o.max_time_ratio)
 
+    _FEATURE_KEYS = ("sample_rate", "features", "n_mels", "n_mfcc", "frame_ms", "hop_ms", "window", "cmvn", "cmvn_level")
+
+    def _feature_settings(self) -> dict:
+        return {k: getattr(self.options, k) for k in self._FEATURE_KEYS}
+
     def state_dict(self) -> dict:
-        return {"mean": self.mean, "std": self.std} if self.mean is not None else {}
+        if self.mean is None:
+            return {}
+        return {"mean": self.mean, "std": self.std, "features": self._feature_settings()}
 
     def load_state_dict(self, state: dict) -> None:
-        if state:
-            self.mean, self.std = state["mean"], state["std"]
+        """The training statistics; the settings that shape evaluation features must be the ones
+        the model was trained with (a checkpoint from before they were stored is not checked)."""
+        if not state:
+            return
+        differ = {k: v for k, v in state.get("features", {}).items() if self._feature_settings().get(k) != v}
+        if differ:
+            raise T2TError("the model was trained on features made with " +
+                           ", ".join(f"data.{k}: {v} (the recipe says {getattr(self.options, k)})" for k, v in differ.items()) +
+                           "; evaluate with the training recipe's feature settings")
+        self.mean, self.std = state["mean"], state["std"]
 
 
 @t2t.hookimpl
