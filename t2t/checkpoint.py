@@ -121,12 +121,16 @@ def resolve(path: Path, which: str = "best") -> Path:
     return path / "checkpoints" / name
 
 
+def rank(entries: list[dict], higher_is_better: bool) -> list[dict]:
+    """Index entries with a score, best first (ties: the earlier step)."""
+    scored = [e for e in entries if e.get("score") is not None]
+    return sorted(scored, key=lambda e: (-e["score"] if higher_is_better else e["score"], e["step"]))
+
+
 def best_checkpoints(run_dir: Path, n: int) -> list[Path]:
     """The run's `n` best scored checkpoints that still exist, best first (ties: the earlier step)."""
     index = read_index(run_dir)
-    scored = [e for e in index["checkpoints"] if e.get("score") is not None]
-    higher = index.get("higher_is_better", False)
-    ranked = sorted(scored, key=lambda e: (-e["score"] if higher else e["score"], e["step"]))
+    ranked = rank(index["checkpoints"], index.get("higher_is_better", False))
     paths = [Path(run_dir) / "checkpoints" / e["name"] for e in ranked]
     return [p for p in paths if p.exists()][:n]
 

@@ -533,8 +533,7 @@ class Trainer:
         entries.append({"name": name, "step": self.step, "metric": metric,
                         "score": (results or {}).get(metric)})
         higher = self._higher_is_better(metric)
-        scored = [e for e in entries if e["score"] is not None]
-        ranked = sorted(scored, key=lambda e: (-e["score"] if higher else e["score"], e["step"]))
+        ranked = ckpt.rank(entries, higher)
         keep = {e["name"] for e in sorted(entries, key=lambda e: e["step"])[-o.keep_last:]}
         keep |= {e["name"] for e in ranked[: max(o.keep_best, o.average_best)]}
         best = ranked[0]["name"] if ranked else name
