@@ -75,6 +75,10 @@ class SpeechOptions(DataOptions):
                               "e.g. [0.9, 1.0, 1.1]")
 
 
+# the options that shape the features a model sees at evaluation (stored with its statistics)
+EVAL_FEATURE_KEYS = ("sample_rate", "features", "n_mels", "n_mfcc", "frame_ms", "hop_ms", "window")
+
+
 class Speech(t2t.Task):
     """Audio recordings -> their transcripts (speech recognition; translation with other targets)."""
 
@@ -154,7 +158,7 @@ class Speech(t2t.Task):
     # ------------------------------------------------------------------ features
     def _settings(self) -> dict:
         o = self.options
-        keys = ("sample_rate", "features", "n_mels", "n_mfcc", "frame_ms", "hop_ms", "window", "dither", "silence_ms")
+        keys = EVAL_FEATURE_KEYS + ("dither", "silence_ms")
         return {k: getattr(o, k) for k in keys} | {"seed": self.seed, "version": 1}
 
     def _features(self, split: str, rows, speed: float = 1.0) -> list[torch.Tensor]:
@@ -207,15 +211,14 @@ class Speech(t2t.Task):
         level = self.options.cmvn_level
         if not self.options.cmvn or level == "global":
             return [None] * len(feats)
-        own = [f.double().mean(0) for f in feats]
         if level == "utterance":
-            return own
+            return [f.double().mean(0) for f in feats]
         sums: dict[str, tuple[torch.Tensor, int]] = {}
         for (_, _, _, speaker), f in zip(rows, feats):
             if speaker:
                 total, n = sums.get(speaker, (0.0, 0))
                 sums[speaker] = (total + f.double().sum(0), n + f.shape[0])
-        return [sums[r[3]][0] / sums[r[3]][1] if r[3] else m for r, m in zip(rows, own)]
+        return [sums[r[3]][0] / sums[r[3]][1] if r[3] else f.double().mean(0) for r, f in zip(rows, feats)]
 
     def _fit_cmvn(self, feats: list[torch.Tensor], rows) -> None:
         offsets = self._offsets(rows, feats)
@@ -244,10 +247,8 @@ class Speech(t2t.Task):
             return src
         return spec_augment(src, lengths, o.freq_masks, o.freq_width, o.time_masks, o.time_width, o.max_time_ratio)
 
-    _FEATURE_KEYS = ("sample_rate", "features", "n_mels", "n_mfcc", "frame_ms", "hop_ms", "window", "cmvn", "cmvn_level")
-
     def _feature_settings(self) -> dict:
-        return {k: getattr(self.options, k) for k in self._FEATURE_KEYS}
+        return {k: getattr(self.options, k) for k in EVAL_FEATURE_KEYS + ("cmvn", "cmvn_level")}
 
     def state_dict(self) -> dict:
         if self.mean is None:
