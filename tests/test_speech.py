@@ -202,6 +202,41 @@ def test_cmvn_per_speaker_and_per_utterance(tiny_speech, registry):
         load_recipe(recipe)
 
 
+def test_validation_speakers_held_out_of_training(tiny_speech, registry):
+    """data.valid_speakers: N training speakers become the validation split, whole, and leave
+    training (statistics included); the test split still reads its own manifest."""
+    tmp_path, recipe = tiny_speech
+    folder = Path(recipe["data"]["dir"])
+    speakers = ("jackson", "nicolas", "theo", "yweweler")
+    rows = [f"wav/{d}_{sp}_{i}.wav\t{d}\t{sp}" for sp in speakers for d in range(3) for i in range(2)]
+    (folder / "train.tsv").write_text("path\ttranscript\tspeaker\n" + "\n".join(rows) + "\n")
+    (folder / "valid.tsv").unlink()                     # never read: validation comes from train.tsv
+
+    def task_with(n, seed=1):
+        r = load_recipe({**recipe, "data": {**recipe["data"], "valid_speakers": n}})
+        return registry.get("tasks", "speech")(r.data, Path(r.data.dir), seed)
+
+    def speaker_of(task, split):
+        return [row[3] for row in task._manifest(split)]
+
+    task = task_with(1)
+    valid, train = task.examples("valid"), task.examples("train")
+    held = set(speaker_of(task, "valid"))
+    assert len(held) == 1 and len(valid) == 6 and len(train) == 18
+    assert held.isdisjoint(speaker_of(task, "train"))
+    assert sorted(ex.source.shape[0] for ex in valid + train) == \
+        sorted(ex.source.shape[0] for ex in task_with(0).examples("train"))     # a division, nothing lost
+    assert len(task.examples("test")) == 6
+    allf = torch.cat([ex.source for ex in train])                              # CMVN fitted without them
+    assert allf.mean(0).abs().max() < 1e-4
+    assert {s for seed in range(1, 9) for s in speaker_of(task_with(1, seed), "valid")} != held   # the seed draws
+    with pytest.raises(DataError, match="valid_speakers: 4 would leave no training speaker"):
+        task_with(4).examples("train")
+    (folder / "train.tsv").write_text("path\ttranscript\n" + "\n".join(r.rsplit("\t", 1)[0] for r in rows) + "\n")
+    with pytest.raises(DataError, match="needs a speaker for every training utterance"):
+        task_with(1).examples("valid")
+
+
 def test_speed_perturbation_adds_resampled_training_copies(tiny_speech, registry):
     tmp_path, recipe = tiny_speech
     plain = load_recipe(recipe)

@@ -61,6 +61,9 @@ class SpeechOptions(DataOptions):
     time_width: int = option(40, min=0, help="SpecAugment: longest time mask (frames)")
     max_time_ratio: float = option(0.2, min=0.0, max=1.0, help="SpecAugment: a time mask covers at most this share")
     lowercase: bool = option(True, help="lower-case transcripts")
+    valid_speakers: int = option(0, min=0, help="hold out this many training speakers (drawn with the seed) "
+                                 "as the validation split, which then reads no manifest of its own: "
+                                 "checkpoints are chosen on speakers the test split does not have")
     concat: tuple[int, int] = option((1, 1), help="join this many (min, max) utterances of one speaker")
     concat_sizes: dict[str, int] = option(factory=dict, help="with concat: utterances made per split")
     silence_ms: tuple[int, int] = option((100, 300), help="with concat: pause between the joined utterances")
@@ -120,7 +123,26 @@ class Speech(t2t.Task):
         return self._concatenate(rows, "train") if self.options.concat != (1, 1) else rows
 
     def _manifest(self, split: str) -> list[tuple[str, list[Path], str, str]]:
-        """(utterance id, audio files, transcript, speaker) for each line of the split's manifest."""
+        """(utterance id, audio files, transcript, speaker) for each line of the split's manifest;
+        with `valid_speakers`, train and valid share the training manifest, divided by speaker."""
+        if not self.options.valid_speakers or split not in ("train", "valid"):
+            return self._read_manifest(split)
+        rows = self._read_manifest("train")
+        held = self._held_out_speakers(rows)
+        return [r for r in rows if (r[3] in held) == (split == "valid")]
+
+    def _held_out_speakers(self, rows) -> set[str]:
+        n = self.options.valid_speakers
+        speakers = sorted({r[3] for r in rows})
+        if "" in speakers:
+            raise DataError(f"data.valid_speakers needs a speaker for every training utterance; "
+                            f"{sum(not r[3] for r in rows)} have none (the manifest's 'speaker' column)")
+        if n >= len(speakers):
+            raise DataError(f"data.valid_speakers: {n} would leave no training speaker "
+                            f"(the training manifest has {len(speakers)})")
+        return set(random.Random(f"speech-valid-speakers/{self.seed}").sample(speakers, n))
+
+    def _read_manifest(self, split: str) -> list[tuple[str, list[Path], str, str]]:
         o = self.options
         path = self.path(f"{o.splits.get(split, split)}.{o.format}")
         reader = read_tsv(path, self.problems) if o.format == "tsv" else read_jsonl(path, self.problems)
