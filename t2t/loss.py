@@ -31,7 +31,9 @@ def sequence_loss(model, net, batch: Batch, eps: float, pad: int, rows: int = 10
     scores are computed for padding, and no single (tokens, V) tensor is allocated for the whole
     batch (large allocations are fresh pages from the OS at every step, which cost as much as the
     arithmetic). With `ctc_weight` the training loss is (1 - w) * attention loss + w * CTC loss
-    over the encoder output (`net.ctc_log_probs`), CTC summed over sentences like the token losses."""
+    over the encoder output (`net.ctc_log_probs`), CTC summed over sentences like the token losses;
+    where the encoder also returned a middle layer's output (`enc["inter"]`, intermediate CTC in
+    training) the CTC loss is (1 - i) * final + i * intermediate, i = model.inter_ctc_weight."""
     h, enc = model(batch.src, batch.src_lengths, batch.tgt_in, features_only=True, with_encoding=True)
     keep = batch.tgt_out != pad
     target = batch.tgt_out[keep]                                                      # (N,)
@@ -41,8 +43,12 @@ def sequence_loss(model, net, batch: Batch, eps: float, pad: int, rows: int = 10
         l, n = label_smoothed_loss(scores(i, i + rows), target[i: i + rows], eps, pad)
         loss, nll = loss + l, nll + n
     if ctc_weight:
-        labels = batch.tgt_out                                       # </s> lies beyond each label length
-        ctc = F.ctc_loss(net.ctc_log_probs(enc), labels, enc["mask"].sum(1), keep.sum(1) - 1,
-                         blank=pad, reduction="sum", zero_infinity=True)
+        def ctc_loss(key):                                           # </s> lies beyond each label length
+            return F.ctc_loss(net.ctc_log_probs(enc, key), batch.tgt_out, enc["mask"].sum(1), keep.sum(1) - 1,
+                              blank=pad, reduction="sum", zero_infinity=True)
+        ctc = ctc_loss("memory")
+        if "inter" in enc:
+            inter = net.options.inter_ctc_weight
+            ctc = (1.0 - inter) * ctc + inter * ctc_loss("inter")
         loss = (1.0 - ctc_weight) * loss + ctc_weight * ctc
     return loss, nll

@@ -104,10 +104,11 @@ class Seq2Seq(nn.Module):
         feats = h[keep]                                              # (N, D)
         return lambda i, j: self.out(feats[i:j])
 
-    def ctc_log_probs(self, enc: dict) -> torch.Tensor:
-        """CTC log-probabilities (S', B, V) over the encoder output, for models with a `ctc` head
-        (model.ctc_weight > 0); the blank is the padding id."""
-        return torch.log_softmax(self.ctc(enc["memory"]).float(), dim=-1).transpose(0, 1)
+    def ctc_log_probs(self, enc: dict, key: str = "memory") -> torch.Tensor:
+        """CTC log-probabilities (S', B, V) over the encoder output (or the intermediate layer's,
+        `key="inter"`), for models with a `ctc` head (model.ctc_weight > 0); the blank is the
+        padding id."""
+        return torch.log_softmax(self.ctc(enc[key]).float(), dim=-1).transpose(0, 1)
 
     @staticmethod
     def by_sentence(x: torch.Tensor, sentences: int) -> torch.Tensor:

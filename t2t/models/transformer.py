@@ -43,8 +43,15 @@ class TransformerOptions(ModelOptions):
                         "distribution with attention over the source tokens (shared vocabulary)")
     conv_kernel: int = option(0, min=0, help="Conformer encoder (Gulati et al. 2020): width of the depthwise "
                               "convolution in each encoder layer, odd (e.g. 15 or 31); 0: plain Transformer layers")
+    inter_ctc_weight: float = option(0.0, min=0.0, max=0.9, help="intermediate CTC (Lee and Watanabe 2021): this "
+                                     "share of the CTC loss is taken at the middle encoder layer, through the "
+                                     "same CTC head (needs model.ctc_weight > 0 and 2+ encoder layers)")
 
     def check(self) -> None:
+        if self.inter_ctc_weight and (not self.ctc_weight or (self.encoder_layers or self.layers) < 2):
+            raise OptionError("inter_ctc_weight", f"{self.inter_ctc_weight} needs a CTC loss to share "
+                              f"(model.ctc_weight > 0, here {self.ctc_weight}) and at least 2 encoder layers "
+                              f"(here {self.encoder_layers or self.layers})")
         if self.conv_kernel and (self.conv_kernel % 2 == 0 or self.norm != "pre"):
             raise OptionError("conv_kernel", f"{self.conv_kernel}: a Conformer layer needs an odd kernel and "
                               f"model.norm pre" + (f", not {self.norm}" if self.norm != "pre" else ""))
@@ -244,9 +251,13 @@ class Transformer(Seq2Seq):
         x = self.drop(self.src_pos(x))
         mask = lengths_to_mask(lengths, x.shape[1])                  # (B, S')
         attn_mask = mask[:, None, :]                                 # (B, 1, S')
-        for layer in self.encoder:
+        middle = len(self.encoder) // 2 if self.training and self.options.inter_ctc_weight else -1
+        enc = {"mask": mask}
+        for i, layer in enumerate(self.encoder, 1):
             x = layer(x, attn_mask)
-        enc = {"memory": self.enc_norm(x), "mask": mask}
+            if i == middle:                                          # the intermediate CTC's input
+                enc["inter"] = self.enc_norm(x)
+        enc["memory"] = self.enc_norm(x)
         if self.options.copy:
             enc["src"] = src                                         # the ids a copy puts out
         return enc
