@@ -110,8 +110,9 @@ def resolve(path: Path, which: str = "best") -> Path:
     if not path.exists():
         raise CheckpointError(f"{path}: no such run directory or checkpoint")
     index = read_index(path)
-    if which == "best" and index.get("average"):
-        return path / "checkpoints" / index["average"]["name"]
+    average = index.get("average")
+    if which == "best" and average and average.get("used", True):
+        return path / "checkpoints" / average["name"]
     name = index.get(which) or index.get("last")
     if not name:
         found = sorted((path / "checkpoints").glob("step_*.pt"))
@@ -145,6 +146,19 @@ def average_best(run_dir: Path, n: int) -> dict | None:
     save(Path(run_dir) / "checkpoints" / name, average(paths))
     index = read_index(run_dir)
     index["average"] = {"name": name, "from": [p.name for p in paths]}
+    write_index(run_dir, index)
+    return index["average"]
+
+
+def score_average(run_dir: Path, score: float | None) -> dict:
+    """Record the average's validation score. Where it is worse than the best checkpoint's (an
+    average over checkpoints from early in a short run, whose weights were still far apart), the
+    average stays on disk but is marked unused, and `resolve` picks the best checkpoint instead."""
+    index = read_index(run_dir)
+    best = next((e for e in index["checkpoints"] if e["name"] == index.get("best")), {})
+    worse = score is not None and best.get("score") is not None and \
+        (score < best["score"] if index.get("higher_is_better") else score > best["score"])
+    index["average"].update(score=score, used=not worse, best=best.get("name"), best_score=best.get("score"))
     write_index(run_dir, index)
     return index["average"]
 

@@ -269,8 +269,7 @@ class Trainer:
         if self.dist.main and o.average_best and status != "interrupted":
             averaged = ckpt.average_best(self.run_dir, o.average_best)
             if averaged:
-                log.info("averaged the %d best checkpoints (%s) into %s", len(averaged["from"]),
-                         ", ".join(averaged["from"]), averaged["name"])
+                self._validate_average(averaged)
         index = ckpt.read_index(self.run_dir) if self.dist.main else {}
         summary = {"status": status, "step": self.step, "epoch": self.epoch, "best": self.best,
                    "best_step": self.best_step, "metric": self._metric_name(), "time_s": round(time.time() - started, 1),
@@ -280,6 +279,27 @@ class Trainer:
         self.hook.t2t_run_end(run=self.info, summary=summary)
         distributed.barrier()
         return summary
+
+    def _validate_average(self, averaged: dict) -> None:
+        """Validate the averaged weights as the checkpoints were validated and keep the average as
+        the run's best only where it scores no worse than the best checkpoint."""
+        final = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(ckpt.load(self.run_dir / "checkpoints" / averaged["name"])["model"])
+        try:
+            results = self.validate()
+        finally:
+            self.model.load_state_dict(final)
+        name = self._metric_name()
+        avg = ckpt.score_average(self.run_dir, results.get(name))
+        said = (f"averaged the {len(avg['from'])} best checkpoints ({', '.join(avg['from'])}) into {avg['name']}: "
+                f"validation {name} {avg['score']:.4g}, best checkpoint {avg['best']} {avg['best_score']:.4g}"
+                if avg["score"] is not None and avg["best_score"] is not None else
+                f"averaged the {len(avg['from'])} best checkpoints into {avg['name']}")
+        if avg["used"]:
+            log.info(said)
+        else:
+            log.warning(said + f"; the average is worse, so evaluation and generation use {avg['best']} "
+                        "(average only checkpoints from late in training: fewer, or a later validate_every)")
 
     def _elapsed(self) -> float:
         """Seconds of training in this run, earlier sessions included (the same on every worker)."""

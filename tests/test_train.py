@@ -146,7 +146,8 @@ def test_best_k_checkpoints_and_early_stopping(tmp_path, registry):
 
 def test_average_of_the_best_checkpoints(tmp_path, registry):
     """train.average_best: the N best checkpoints are kept (keep_best is 1) and averaged when training
-    ends; the run directory then resolves to the average, while resuming still takes the last."""
+    ends; the run directory then resolves to the average where it validates no worse than the best
+    checkpoint, while resuming still takes the last."""
     import json
     from t2t import checkpoint as ckpt
     r = load_recipe(tiny_recipe(output_dir=str(tmp_path / "run"),
@@ -159,14 +160,34 @@ def test_average_of_the_best_checkpoints(tmp_path, registry):
     best3 = sorted(scores, key=scores.get)[:3]
     assert summary["average_checkpoint"] == "average.pt" and index["average"]["from"] == best3
     assert index["average"]["from"][0] == index["best"]
-    averaged = ckpt.load(ckpt.resolve(run))["model"]
+    averaged = ckpt.load(run / "checkpoints" / "average.pt")["model"]
     states = [ckpt.load(run / "checkpoints" / n)["model"] for n in best3]
     for k, v in averaged.items():
         if v.is_floating_point():
             assert torch.allclose(v, sum(s[k] for s in states) / 3, atol=1e-6)
     assert not torch.equal(averaged["out.weight"], states[0]["out.weight"])
     assert ckpt.resolve(run, "last").name == "step_00000030.pt"
-    assert ckpt.resolve(run) == run / "checkpoints" / "average.pt"
+    avg = index["average"]                   # validated like the checkpoints; used where no worse
+    assert avg["best"] == index["best"] and avg["best_score"] == scores[index["best"]]
+    assert avg["used"] == (avg["score"] <= avg["best_score"])
+    assert ckpt.resolve(run) == run / "checkpoints" / ("average.pt" if avg["used"] else index["best"])
+
+
+def test_an_average_worse_than_the_best_checkpoint_is_not_used(tmp_path):
+    """An average over checkpoints from early in a short run can score below the best of them:
+    then the run directory resolves to the best checkpoint, and the average stays on disk."""
+    from t2t import checkpoint as ckpt
+    (tmp_path / "checkpoints").mkdir()
+    entries = [{"name": f"step_{s:08d}.pt", "step": s, "metric": "bleu", "score": b}
+               for s, b in ((250, 10.0), (500, 14.2), (750, 17.4))]
+    for higher, best, avg_score, used in ((True, 750, 16.4, False), (True, 750, 17.4, True),
+                                          (False, 250, 16.4, False), (False, 250, 9.0, True)):
+        ckpt.write_index(tmp_path, {"checkpoints": entries, "best": f"step_{best:08d}.pt", "last": "step_00000750.pt",
+                                    "metric": "bleu", "higher_is_better": higher,
+                                    "average": {"name": "average.pt", "from": [e["name"] for e in entries]}})
+        record = ckpt.score_average(tmp_path, avg_score)
+        assert record["used"] is used and record["score"] == avg_score
+        assert ckpt.resolve(tmp_path).name == ("average.pt" if used else f"step_{best:08d}.pt")
 
 
 def test_schedules():
