@@ -271,10 +271,11 @@ class Trainer:
             if averaged:
                 self._validate_average(averaged)
         index = ckpt.read_index(self.run_dir) if self.dist.main else {}
+        average = index.get("average") or {}
         summary = {"status": status, "step": self.step, "epoch": self.epoch, "best": self.best,
                    "best_step": self.best_step, "metric": self._metric_name(), "time_s": round(time.time() - started, 1),
                    "run_dir": str(self.run_dir), "last_checkpoint": index.get("last"),
-                   "best_checkpoint": index.get("best"), "average_checkpoint": (index.get("average") or {}).get("name"),
+                   "best_checkpoint": index.get("best"), "average_checkpoint": average.get("name") if average.get("used", True) else None,
                    "last_validation": self.last_results}
         self.hook.t2t_run_end(run=self.info, summary=summary)
         distributed.barrier()

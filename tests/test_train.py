@@ -158,7 +158,7 @@ def test_average_of_the_best_checkpoints(tmp_path, registry):
     index = json.loads((run / "checkpoints" / "index.json").read_text())
     scores = {e["name"]: e["score"] for e in index["checkpoints"]}
     best3 = sorted(scores, key=scores.get)[:3]
-    assert summary["average_checkpoint"] == "average.pt" and index["average"]["from"] == best3
+    assert index["average"]["name"] == "average.pt" and index["average"]["from"] == best3
     assert index["average"]["from"][0] == index["best"]
     averaged = ckpt.load(run / "checkpoints" / "average.pt")["model"]
     states = [ckpt.load(run / "checkpoints" / n)["model"] for n in best3]
@@ -171,6 +171,7 @@ def test_average_of_the_best_checkpoints(tmp_path, registry):
     assert avg["best"] == index["best"] and avg["best_score"] == scores[index["best"]]
     assert avg["used"] == (avg["score"] <= avg["best_score"])
     assert ckpt.resolve(run) == run / "checkpoints" / ("average.pt" if avg["used"] else index["best"])
+    assert summary["average_checkpoint"] == ("average.pt" if avg["used"] else None)
 
 
 def test_an_average_worse_than_the_best_checkpoint_is_not_used(tmp_path):
