@@ -73,6 +73,34 @@ def test_decode_step_matches_teacher_forcing(model):
     assert torch.allclose(torch.stack(steps, 1), full, atol=1e-5)
 
 
+def decode_steps(model, src, src_len, tgt):
+    state = model.init_state(model.encode(src, src_len))
+    steps = []
+    for t in range(tgt.shape[1]):
+        logits, state = model.decode_step(tgt[:, t], state)
+        steps.append(logits)
+    return torch.stack(steps, 1)
+
+
+def test_decoding_sees_the_weights_an_optimizer_step_changed(model):
+    """Decoding without gradients (as in validation during training) keeps a transposed copy of the
+    output weight; the fused AdamW step changes weights without bumping their version counter, and
+    the next decoding must still use the new weights."""
+    src, src_len, tgt = batch(2)
+    with torch.no_grad():
+        before = decode_steps(model, src, src_len, tgt)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.05, fused=True)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    opt.step()
+    model.eval()
+    with torch.no_grad():
+        after, full = decode_steps(model, src, src_len, tgt), model(src, src_len, tgt)
+    assert not torch.allclose(before, full, atol=1e-3)
+    assert torch.allclose(after, full, atol=1e-5)
+
+
 def test_padding_does_not_change_outputs(model):
     """A sentence alone and the same sentence inside a padded batch give the same logits."""
     src, src_len, tgt = batch(2)

@@ -208,6 +208,19 @@ def test_schedules():
     assert Schedule(TrainOptions(schedule="constant", lr=2.0, warmup=4)).lr(1) == pytest.approx(0.5)
 
 
+def test_validation_during_training_scores_what_the_checkpoint_scores(tmp_path, registry):
+    # every validation decodes with the weights of that moment: the last one (after several of them)
+    # gives the score a fresh evaluation of its checkpoint gives
+    r = load_recipe(tiny_recipe(output_dir=str(tmp_path / "run"), metrics=["chrf"],
+                                train={"max_epochs": 4, "lr": 1e-2, "threads": 1}))
+    summary = train(r)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    scores = [row["chrf"] for row in rows if row["event"] == "valid"]
+    assert len(scores) == 4 and len(set(scores)) == 4
+    report = t2t.evaluate(tmp_path / "run" / "checkpoints" / summary["last_checkpoint"], split="valid", beam=1)
+    assert report["metrics"]["chrf"]["value"] == pytest.approx(scores[-1], abs=1e-6)
+
+
 def test_bf16_autocast_training_on_cpu(tmp_path, registry, monkeypatch):
     # the bf16 path itself, whether or not this CPU runs bf16 natively (emulated is slow, not wrong)
     monkeypatch.setattr("t2t.pipeline.fast_bf16", lambda device: True)

@@ -127,8 +127,11 @@ class Seq2Seq(nn.Module):
     def project(self, h: torch.Tensor) -> torch.Tensor:
         """The output layer for decoding: h (N, D) -> logits (N, V).
 
-        Without gradients on a CPU it multiplies by a transposed copy of the weight, kept until the
-        weight changes: for a large vocabulary that GEMM layout is about 20% faster."""
+        Without gradients on a CPU it multiplies by a transposed copy of the weight: for a large
+        vocabulary that GEMM layout is about 20% faster. The copy is kept until the weight is
+        replaced or changed in place, and dropped by every train()/eval() switch: a fused optimizer
+        step (torch's fused AdamW on CPU) changes weights without bumping their version counter, so
+        the counter alone would let validation during training decode with stale weights."""
         if torch.is_grad_enabled() or h.device.type != "cpu":
             return self.out(h)
         w = self.out.weight
@@ -138,6 +141,10 @@ class Seq2Seq(nn.Module):
             self._out_t_key = key
         logits = torch.matmul(h, self._out_t)
         return logits if self.out.bias is None else logits + self.out.bias
+
+    def train(self, mode: bool = True):
+        self._out_t = self._out_t_key = None                 # see project()
+        return super().train(mode)
 
     @staticmethod
     def reorder_state(state: dict, rows: torch.Tensor) -> dict:
