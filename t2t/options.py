@@ -112,9 +112,11 @@ class TrainOptions(Options):
     lr: float = option(1e-3, min=0.0, help="peak learning rate")
     betas: tuple[float, float] = option((0.9, 0.98), help="Adam betas")
     weight_decay: float = option(0.0, min=0.0, help="decoupled weight decay (AdamW)")
-    schedule: Literal["constant", "inverse_sqrt", "cosine", "plateau"] = option("constant", help="learning-rate schedule")
+    schedule: Literal["constant", "inverse_sqrt", "cosine", "linear", "plateau"] = option(
+        "constant", help="learning-rate schedule; cosine and linear decay to min_lr by the end of the run's "
+        "budget, max_steps (or max_epochs) or max_time, whichever runs out first")
     warmup: int = option(0, min=0, help="linear warm-up steps")
-    min_lr: float = option(0.0, min=0.0, help="floor of the cosine and plateau schedules")
+    min_lr: float = option(0.0, min=0.0, help="floor of the cosine, linear and plateau schedules")
     plateau_factor: float = option(0.5, min=0.0, max=1.0, help="plateau: multiply lr by this when validation stalls")
     plateau_patience: int = option(1, min=0, help="plateau: validations without improvement before lowering lr")
     label_smoothing: float = option(0.0, min=0.0, max=0.99, help="label smoothing of the cross-entropy")

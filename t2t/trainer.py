@@ -94,6 +94,7 @@ class Trainer:
         self.nonfinite = 0
         self.trained_s = 0.0               # training time of earlier sessions of this run (resume)
         self.last_results: dict = {}
+        self.lr = 0.0                      # the rate of the latest update
         self._stop_signal = False
 
     # ------------------------------------------------------------------ set-up
@@ -427,7 +428,8 @@ class Trainer:
                                     f"train.max_nonfinite = {o.max_nonfinite}); lower train.lr, use fp32, or check "
                                     f"the data. The last good checkpoint is in {self.run_dir / 'checkpoints'}")
             return
-        lr = self.schedule.lr(self.step + 1)
+        spent = self._elapsed() / (60 * o.max_time) if o.max_time else 0.0
+        lr = self.lr = self.schedule.lr(self.step + 1, spent)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.scaler.step(self.optimizer)
@@ -447,7 +449,7 @@ class Trainer:
             [window["loss"], window["nll"], float(window["tokens"]), float(window["sentences"])], self.device)
         elapsed = max(time.time() - window["time"], 1e-9)
         logs = {"epoch": self.epoch, "loss": loss / max(tokens, 1), "ppl": math.exp(min(nll / max(tokens, 1), 50)),
-                "lr": self.schedule.lr(self.step), "gnorm": window["gnorm"] / max(window["n"], 1),
+                "lr": self.lr, "gnorm": window["gnorm"] / max(window["n"], 1),
                 "tokens_per_s": tokens / elapsed, "sentences_per_s": sentences / elapsed,
                 "total_steps": self.total_steps}
         if self.dist.main:

@@ -57,7 +57,7 @@ def test_wrong_type_and_range(tmp_path, registry):
 
 def test_choice_lists_allowed_values(tmp_path, registry):
     msg = error_of(tmp_path, GOOD.replace("  lr: 5e-4", "  schedule: invers_sqrt"))
-    assert "train.schedule: 'invers_sqrt' is not allowed; allowed: constant, inverse_sqrt, cosine, plateau" in msg
+    assert "train.schedule: 'invers_sqrt' is not allowed; allowed: constant, inverse_sqrt, cosine, linear, plateau" in msg
     assert "did you mean 'inverse_sqrt'" in msg
 
 
