@@ -19,6 +19,7 @@ from typing import Any, Iterable
 import torch
 
 from t2t.errors import CheckpointError
+from t2t.metric import improves
 
 FORMAT = "t2t-checkpoint"
 VERSION = 1
@@ -157,7 +158,7 @@ def score_average(run_dir: Path, score: float | None) -> dict:
     index = read_index(run_dir)
     best = next((e for e in index["checkpoints"] if e["name"] == index.get("best")), {})
     worse = score is not None and best.get("score") is not None and \
-        (score < best["score"] if index.get("higher_is_better") else score > best["score"])
+        improves(best["score"], score, index.get("higher_is_better", False))
     index["average"].update(score=score, used=not worse, best=best.get("name"), best_score=best.get("score"))
     write_index(run_dir, index)
     return index["average"]

@@ -11,6 +11,11 @@ from t2t.errors import T2TError
 from t2t.options import MetricOptions
 
 
+def improves(value: float, best: float | None, higher_is_better: bool) -> bool:
+    """Whether `value` beats `best` (None: nothing to beat yet) in a metric's direction; a tie does not."""
+    return best is None or (value > best if higher_is_better else value < best)
+
+
 @dataclass
 class Score:
     """A metric's value (in the metric's usual unit, e.g. BLEU 0-100) and how it was computed."""

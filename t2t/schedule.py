@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from t2t.metric import improves
 from t2t.options import TrainOptions
 
 
@@ -47,8 +48,7 @@ class Schedule:
         """Plateau: lower the rate after `plateau_patience` validations without improvement."""
         if self.o.schedule != "plateau":
             return
-        better = self.best is None or (value > self.best if higher_is_better else value < self.best)
-        if better:
+        if improves(value, self.best, higher_is_better):
             self.best, self.bad = value, 0
             return
         self.bad += 1

@@ -31,6 +31,7 @@ from t2t import distributed
 from t2t.data import batch_indices, collate, encode_examples, padding_ratio
 from t2t.errors import T2TError, TrainingError
 from t2t.loss import sequence_loss
+from t2t.metric import improves
 from t2t.pipeline import Pipeline, build_model, build_task, build_tokenizers, reduced_dtype, resolve_device
 from t2t.recipe import Recipe, recipe_from_text
 from t2t.schedule import Schedule
@@ -477,7 +478,7 @@ class Trainer:
         value, higher = results.get(name), self._higher_is_better(name)
         if value is not None:
             self.schedule.validated(value, higher)
-            if self.best is None or (value > self.best if higher else value < self.best):
+            if improves(value, self.best, higher):
                 self.best, self.best_step, self.bad_validations = value, self.step, 0
             else:
                 self.bad_validations += 1
