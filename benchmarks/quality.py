@@ -1,7 +1,7 @@
 """Quality benchmark: train a recipe, evaluate it (with the task's baselines), record the figure.
 
     python benchmarks/quality.py recipes/multi30k_de_en_transformer.yaml --data-dir ../shared/data
-    python benchmarks/quality.py RECIPE --baseline lead --split valid --device cuda
+    python benchmarks/quality.py RECIPE --baseline lead --device cuda
 
 Each run updates its row in benchmarks/results/quality.json and regenerates benchmarks/quality.md:
 the recipe, its metric values (and the baselines'), the command, wall time of training and of

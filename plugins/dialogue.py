@@ -86,6 +86,9 @@ class Dialogue(t2t.Task):
                 yield t2t.Example(self.context(turns[:i], speakers[:i] if speakers else None, row.get(o.knowledge)
                                                if o.knowledge else None), target, id=f"{conv}:{i}")
 
+    def group(self, example: t2t.Example) -> str:
+        return example.id.rpartition(":")[0]            # the conversation: split by conversation, never by turn
+
     def context(self, turns: list, speakers: list | None, knowledge: str | None) -> str:
         o = self.options
         start = max(0, len(turns) - o.history)

@@ -53,6 +53,10 @@ class DataOptions(Options):
     overlong: Literal["filter", "truncate"] = option("filter", help="what happens to training examples over the limits")
     train_limit: Optional[int] = option(None, min=1, help="use only the first N training examples")
     eval_limit: Optional[int] = option(None, min=1, help="use only the first N examples of evaluation splits")
+    valid_from_train: Optional[int] = option(None, min=1, help="hold N training examples out as the valid split "
+                                             "(drawn with the seed; whole conversations for dialogue), so that "
+                                             "data without a development split of its own keeps its test split "
+                                             "out of checkpoint choice")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
@@ -62,8 +63,9 @@ class Task:
         if split not in self.splits:
             raise DataError(f"task '{self.name}' has no split '{split}'; its splits: {', '.join(self.splits)}")
         limit = self.options.train_limit if split == "train" else self.options.eval_limit
+        held_out = self.options.valid_from_train is not None and split in ("train", "valid")
         out = []
-        for ex in self.read(split):
+        for ex in (self._divide_train(split) if held_out else self.read(split)):
             if limit is not None and len(out) >= limit:
                 break
             out.append(ex)
@@ -71,6 +73,24 @@ class Task:
             raise DataError(f"task '{self.name}': split '{split}' is empty"
                             f"{f' (read from {self.data_dir})' if self.data_dir else ''}")
         return out
+
+    def _divide_train(self, split: str) -> Iterator[Example]:
+        """With `valid_from_train`, train and valid share the training data: `valid_from_train`
+        units (examples, or what `group()` joins) drawn with the seed are valid, the rest train."""
+        n = self.options.valid_from_train
+        examples = list(self.read("train"))
+        keys = [self.group(ex) or i for i, ex in enumerate(examples)]
+        units = list(dict.fromkeys(keys))
+        if n >= len(units):
+            raise DataError(f"data.valid_from_train: {n} would leave no training data "
+                            f"(the training split has {len(units)} {'examples' if len(units) == len(keys) else 'groups'})")
+        held = set(random.Random(f"valid-from-train/{self.seed}").sample(units, n))
+        return (ex for ex, key in zip(examples, keys) if (key in held) == (split == "valid"))
+
+    def group(self, example: Example) -> str | None:
+        """Examples that must stay on one side of a split (the turns of one conversation) share a
+        group; None: the example stands alone."""
+        return None
 
     def path(self, *parts: str) -> Path:
         """A file under the data folder; a clear error when there is no folder or no such file."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import write
+from t2t.errors import DataError, RecipeError
 from t2t.evaluation import evaluate
 from t2t.pipeline import build_task
 from t2t.recipe import load_recipe
@@ -62,27 +63,28 @@ def test_translation_length_and_ratio_filters(tmp_path, registry):
 def test_aeslc_multi_reference_truncation_and_lead(shared_data, registry, tmp_path):
     r = recipe("aeslc_transformer.yaml", shared_data, "data.max_source_words=20")
     task = build_task(r, registry, shared_data)
-    valid = task.examples("valid")
+    valid = task.examples("test")                                 # the data's valid file; valid is held-out training
     assert len(valid[0].refs) == 3 and valid[0].refs[1] == "meeting confirmation"
     assert all(len(ex.source.split()) <= 20 for ex in valid)
     train = task.examples("train")
     assert train[0].refs == (train[0].target,)
     lead = task.baseline("lead", valid[:1])[0]
     assert lead.startswith("Hi Phillip,") and lead.endswith("EB 3267.")          # the first sentence
-    report = evaluate(recipe=r, split="valid", data_dir=shared_data, registry=registry, baselines=["lead"],
+    assert len(task.examples("valid")) == 12 and all(len(ex.refs) == 1 for ex in task.examples("valid"))
+    report = evaluate(recipe=r, split="test", data_dir=shared_data, registry=registry, baselines=["lead"],
                       out_dir=tmp_path)
     rouge = report["baselines"]["lead"]["rouge"]
     assert 0 < rouge["value"] < 100 and "rouge2" in rouge["details"]
-    assert (tmp_path / "valid.lead.hyp").read_text().count("\n") == 12
+    assert (tmp_path / "test.lead.hyp").read_text().count("\n") == 12
 
 
 def test_samsum_json_array_longest_baseline_and_empty_dialogue(shared_data, registry):
     r = recipe("samsum_transformer.yaml", shared_data, "data.train_limit=20000")
     task = build_task(r, registry, shared_data)
     train = task.examples("train")
-    assert len(train) == 14731 and task.problems.count == 1          # the one empty dialogue is skipped
+    assert len(train) == 14731 - 500 and task.problems.count == 1    # the one empty dialogue is skipped
     assert " | " in train[0].source
-    valid = task.examples("valid")
+    valid = task.examples("test")
     longest = task.baseline("longest", valid[:1])[0]
     lines = [" ".join(line.split()) for line in valid[0].raw.splitlines() if line.strip()]
     top3 = sorted(sorted(range(len(lines)), key=lambda i: -len(lines[i]))[:3])       # the 3 longest, in order
@@ -136,3 +138,37 @@ def test_chitchat_conversations_from_the_optional_package(registry):
     assert len(train) == 300 and len(test) == 50
     assert not {e.id.split(":")[0] for e in train} & {e.id.split(":")[0] for e in test}
     assert "<sep>" in train[5].source or train[5].id.endswith(":1")
+
+
+def test_valid_from_train_holds_examples_out_by_the_seed(tmp_path, registry):
+    """data.valid_from_train: N training examples become the valid split (the data's own valid
+    file, if any, is not read), disjoint from train, together all of it, the same for a seed."""
+    write(tmp_path / "train.jsonl", "".join(json.dumps({"id": f"e{i}", "document": f"text {i}", "summary": f"s {i}"})
+                                            + "\n" for i in range(30)))
+    data = {"dir": str(tmp_path), "valid_from_train": 8}
+
+    def split(seed, **more):
+        task = build_task(load_recipe({"task": "summarization", "seed": seed, "data": {**data, **more}}), registry)
+        return [e.id for e in task.examples("train")], [e.id for e in task.examples("valid")]
+
+    train, valid = split(1)
+    assert len(valid) == 8 and len(train) == 22 and sorted(train + valid) == sorted(f"e{i}" for i in range(30))
+    assert split(1) == (train, valid) and split(2)[1] != valid
+    assert train == [f"e{i}" for i in range(30) if f"e{i}" not in valid]        # file order kept
+    assert split(1, train_limit=5)[0] == train[:5]
+    with pytest.raises(DataError, match="valid_from_train: 30 would leave no training data .*30 examples"):
+        split(1, valid_from_train=30)
+
+
+def test_valid_from_train_holds_whole_conversations_out(tmp_path, registry):
+    write(tmp_path / "train.jsonl", "".join(json.dumps({"id": f"c{i}", "turns": ["hi", "hello", "how are you", "fine"]})
+                                            + "\n" for i in range(10)))
+    task = build_task(load_recipe({"task": "dialogue", "data": {"dir": str(tmp_path), "valid_from_train": 3}}), registry)
+    train, valid = task.examples("train"), task.examples("valid")
+    assert len(valid) == 9 and len(train) == 21                             # 3 conversations of 3 responses
+    assert not {e.id.split(":")[0] for e in train} & {e.id.split(":")[0] for e in valid}
+
+
+def test_speech_refuses_valid_from_train():
+    with pytest.raises(RecipeError, match=r"valid_from_train.*data.valid_speakers"):
+        load_recipe({"task": "speech", "data": {"dir": "an4", "valid_from_train": 50}})

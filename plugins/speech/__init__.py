@@ -76,6 +76,9 @@ class SpeechOptions(DataOptions):
         if bad or not self.speed_perturb:
             raise OptionError("speed_perturb", f"{list(self.speed_perturb)}: give factors between 0.5 and 2.0, "
                               "e.g. [0.9, 1.0, 1.1]")
+        if self.valid_from_train is not None:
+            raise OptionError("valid_from_train", "speech holds training speakers out instead, so that no "
+                              "speaker (and no speed-perturbed copy) is on both sides: use data.valid_speakers")
 
 
 # the options that shape the features a model sees at evaluation (stored with its statistics)
