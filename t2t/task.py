@@ -47,6 +47,7 @@ class Task:
     splits: ClassVar[tuple[str, ...]] = ("train", "valid", "test")
     special_tokens: ClassVar[tuple[str, ...]] = ()   # symbols the tokenizer must keep whole
     baselines: ClassVar[tuple[str, ...]] = ()        # names `baseline()` answers (t2t evaluate --baseline)
+    _divided: dict[str, list[Example]] | None = None  # train and valid under valid_from_train, once read
 
     def __init__(self, options: DataOptions, data_dir: Path | None = None, seed: int = 1):
         self.options = options
@@ -77,15 +78,18 @@ class Task:
     def _divide_train(self, split: str) -> Iterator[Example]:
         """With `valid_from_train`, train and valid share the training data: `valid_from_train`
         units (examples, or what `group()` joins) drawn with the seed are valid, the rest train."""
-        n = self.options.valid_from_train
-        examples = list(self.read("train"))
-        keys = [self.group(ex) or i for i, ex in enumerate(examples)]
-        units = list(dict.fromkeys(keys))
-        if n >= len(units):
-            raise DataError(f"data.valid_from_train: {n} would leave no training data "
-                            f"(the training split has {len(units)} {'examples' if len(units) == len(keys) else 'groups'})")
-        held = set(random.Random(f"valid-from-train/{self.seed}").sample(units, n))
-        return (ex for ex, key in zip(examples, keys) if (key in held) == (split == "valid"))
+        if self._divided is None:                # read once: a skipped line is counted once
+            n = self.options.valid_from_train
+            examples = list(self.read("train"))
+            keys = [self.group(ex) or i for i, ex in enumerate(examples)]
+            units = list(dict.fromkeys(keys))
+            if n >= len(units):
+                raise DataError(f"data.valid_from_train: {n} would leave no training data (the training "
+                                f"split has {len(units)} {'examples' if len(units) == len(keys) else 'groups'})")
+            held = set(random.Random(f"valid-from-train/{self.seed}").sample(units, n))
+            self._divided = {side: [ex for ex, key in zip(examples, keys) if (key in held) == (side == "valid")]
+                             for side in ("train", "valid")}
+        return iter(self._divided[split])
 
     def group(self, example: Example) -> str | None:
         """Examples that must stay on one side of a split (the turns of one conversation) share a

@@ -83,6 +83,7 @@ def test_samsum_json_array_longest_baseline_and_empty_dialogue(shared_data, regi
     task = build_task(r, registry, shared_data)
     train = task.examples("train")
     assert len(train) == 14731 - 500 and task.problems.count == 1    # the one empty dialogue is skipped
+    assert len(task.examples("valid")) == 12 and task.problems.count == 1    # (eval_limit) ... counted once
     assert " | " in train[0].source
     valid = task.examples("test")
     longest = task.baseline("longest", valid[:1])[0]
