@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "quality.json"
 
 
-def machine() -> str:
+def machine(threads: int | None = None) -> str:
     import torch
     cpu = platform.processor() or platform.machine()
     try:
@@ -35,7 +35,7 @@ def machine() -> str:
     except OSError:
         pass
     from t2t.pipeline import fast_bf16
-    threads = torch.get_num_threads()
+    threads = threads or torch.get_num_threads()
     # the vector unit decides the figures: without native bf16 the bf16 recipes train in fp32
     isa = f"{torch.backends.cpu.get_cpu_capability()}{', native bf16' if fast_bf16(torch.device('cpu')) else ''}"
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
@@ -62,10 +62,12 @@ def main() -> None:
     command = "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     ran = commit()                       # the code that trains: later commits must not claim the row
     started = time.time()
-    summary = None
-    if not args.evaluate_only:
+    if args.evaluate_only:               # the row still tells of the training: its log's summary
+        summary = trained(Path(recipe.output_dir))
+        train_s = summary["time_s"]
+    else:
         summary = train(recipe, data_dir=args.data_dir, device=args.device, overwrite=True)
-    train_s = time.time() - started
+        train_s = time.time() - started
     started = time.time()
     report = evaluate(recipe.output_dir, recipe, split=args.split, data_dir=args.data_dir,
                       device=args.device or "auto", baselines=args.baseline)
@@ -81,7 +83,7 @@ def main() -> None:
         "avg_words": round(report.get("avg_words", float("nan")), 1),
         "train_minutes": round(train_s / 60, 1), "steps": summary["step"] if summary else None,
         "stopped": summary["status"] if summary else None, "eval_minutes": round(eval_s / 60, 1),
-        "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(recipe.train.threads), "date": time.strftime("%Y-%m-%d"),
         "commit": ran,
     }
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -90,6 +92,16 @@ def main() -> None:
     RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False))
     write_table(results)
     print(json.dumps(row, indent=1))
+
+
+def trained(run_dir: Path) -> dict:
+    """The last training session's summary (the `end` event of the run's log.jsonl)."""
+    log = run_dir / "log.jsonl"
+    ends = [e for e in map(json.loads, log.read_text().splitlines()) if e.get("event") == "end"] \
+        if log.exists() else []
+    if not ends:
+        sys.exit(f"--evaluate-only: {log} holds no finished training; train the recipe first")
+    return ends[-1]
 
 
 def commit() -> str:
