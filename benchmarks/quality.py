@@ -61,11 +61,11 @@ def main() -> None:
     name = args.name or Path(args.recipe).stem
     command = "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     ran = commit()                       # the code that trains: later commits must not claim the row
-    started = time.time()
     if args.evaluate_only:               # the row still tells of the training: its log's summary
         summary = trained(Path(recipe.output_dir))
         train_s = summary["time_s"]
     else:
+        started = time.time()
         summary = train(recipe, data_dir=args.data_dir, device=args.device, overwrite=True)
         train_s = time.time() - started
     started = time.time()
@@ -81,8 +81,8 @@ def main() -> None:
                       for b, m in report.get("baselines", {}).items()},
         "reference_ppl": round(report.get("reference_ppl", float("nan")), 2),
         "avg_words": round(report.get("avg_words", float("nan")), 1),
-        "train_minutes": round(train_s / 60, 1), "steps": summary["step"] if summary else None,
-        "stopped": summary["status"] if summary else None, "eval_minutes": round(eval_s / 60, 1),
+        "train_minutes": round(train_s / 60, 1), "steps": summary["step"],
+        "stopped": summary["status"], "eval_minutes": round(eval_s / 60, 1),
         "machine": machine(recipe.train.threads), "date": time.strftime("%Y-%m-%d"),
         "commit": ran,
     }
@@ -96,11 +96,10 @@ def main() -> None:
 
 def trained(run_dir: Path) -> dict:
     """The last training session's summary (the `end` event of the run's log.jsonl)."""
-    log = run_dir / "log.jsonl"
-    ends = [e for e in map(json.loads, log.read_text().splitlines()) if e.get("event") == "end"] \
-        if log.exists() else []
+    from t2t.plot import read_log
+    ends = [e for e in read_log(run_dir) if e.get("event") == "end"]
     if not ends:
-        sys.exit(f"--evaluate-only: {log} holds no finished training; train the recipe first")
+        sys.exit(f"--evaluate-only: {run_dir}/log.jsonl holds no finished training; train the recipe first")
     return ends[-1]
 
 
