@@ -283,12 +283,15 @@ def test_speech_recipe_end_to_end_and_augment_only_in_training(tiny_speech, regi
 
 def test_joint_ctc_decoding_from_a_recipe(tiny_speech, registry):
     tmp_path, recipe = tiny_speech
-    recipe["model"] = {"arch": "transformer", "dim": 32, "heads": 2, "ff_dim": 64, "layers": 1, "ctc_weight": 0.5}
+    recipe["model"] = {"arch": "transformer", "dim": 32, "heads": 2, "ff_dim": 64, "layers": 1, "ctc_weight": 0.5,
+                       "subsample_channels": 8}
     recipe["decode"].update(beam=3, ctc_weight=0.4)
     result = tiny_run(recipe_file(tmp_path, recipe), tmp_path, steps=6, registry=registry)
     assert result["report"]["decode"]["ctc_weight"] == 0.4
     from t2t.pipeline import load
     pipe = load(result["run_dir"], device="cpu")
+    convs = [m for m in pipe.model.src_embed.conv if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 8), (8, 8)]    # model.subsample_channels
     wav = str(tmp_path / "digits" / "wav" / "1_jackson_0.wav")
     joint = pipe.search([wav])[0][0]
     plain = pipe.search([wav], pipe.decode_options(ctc_weight=0.0))[0][0]

@@ -50,8 +50,9 @@ class ConvSubsampler(nn.Module):
         return self.drop(x), self.output_lengths(lengths).clamp(max=s)
 
 
-def source_embedder(spec: ModelSpec, dim: int, dropout: float, scale: bool = False) -> nn.Module:
-    """The front-end for the spec's source kind."""
+def source_embedder(spec: ModelSpec, dim: int, dropout: float, scale: bool = False,
+                    channels: int = 64) -> nn.Module:
+    """The front-end for the spec's source kind (`channels`: the subsampler's, for features)."""
     if spec.feature_dim is not None:
-        return ConvSubsampler(spec.feature_dim, dim, dropout)
+        return ConvSubsampler(spec.feature_dim, dim, dropout, channels)
     return TokenEmbedding(spec.src_vocab, dim, spec.pad, dropout, scale)

@@ -207,7 +207,7 @@ class Transformer(Seq2Seq):
         o = options
         if o.share_embeddings and not spec.shared_vocab:
             raise ValueError("model.share_embeddings needs a shared vocabulary (tokenizer.shared: true)")
-        self.src_embed = source_embedder(spec, o.dim, 0.0, scale=True)
+        self.src_embed = source_embedder(spec, o.dim, 0.0, scale=True, channels=o.subsample_channels)
         self.tgt_embed = nn.Embedding(spec.tgt_vocab, o.dim, padding_idx=spec.pad)
         if o.share_embeddings:
             self.tgt_embed.weight = self.src_embed.embed.weight
