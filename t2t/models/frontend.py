@@ -29,7 +29,7 @@ class ConvSubsampler(nn.Module):
     """Feature frames (B, S, F) -> (B, ~S/4, E) with two stride-2 3x3 convolutions and ReLU,
     then a linear layer (the usual speech front-end: 10 ms frames become 40 ms)."""
 
-    def __init__(self, feature_dim: int, dim: int, dropout: float = 0.0, channels: int = 64):
+    def __init__(self, feature_dim: int, dim: int, dropout: float = 0.0, *, channels: int):
         super().__init__()
         self.conv = nn.Sequential(nn.Conv2d(1, channels, 3, stride=2), nn.ReLU(),
                                   nn.Conv2d(channels, channels, 3, stride=2), nn.ReLU())
@@ -50,9 +50,9 @@ class ConvSubsampler(nn.Module):
         return self.drop(x), self.output_lengths(lengths).clamp(max=s)
 
 
-def source_embedder(spec: ModelSpec, dim: int, dropout: float, scale: bool = False,
-                    channels: int = 64) -> nn.Module:
-    """The front-end for the spec's source kind (`channels`: the subsampler's, for features)."""
+def source_embedder(spec: ModelSpec, dim: int, dropout: float, scale: bool = False, *,
+                    channels: int) -> nn.Module:
+    """The front-end for the spec's source kind (`channels`: the subsampler's, model.subsample_channels)."""
     if spec.feature_dim is not None:
-        return ConvSubsampler(spec.feature_dim, dim, dropout, channels)
+        return ConvSubsampler(spec.feature_dim, dim, dropout, channels=channels)
     return TokenEmbedding(spec.src_vocab, dim, spec.pad, dropout, scale)
