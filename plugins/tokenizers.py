@@ -122,7 +122,9 @@ class SentencePieceTokenizer(t2t.Tokenizer):
         return self.sp.encode(self.normalize(text), out_type=int)
 
     def decode(self, ids) -> str:
-        return self.sp.decode(self.vocab.strip(ids))
+        # a model may put out a lone word marker before a marked piece ("▁", "▁B"), which
+        # SentencePiece turns into two spaces; the text it means has one
+        return re.sub(" {2,}", " ", self.sp.decode(self.vocab.strip(ids))).strip(" ")
 
     def tokenize(self, text: str) -> list[str]:
         return self.sp.encode(self.normalize(text), out_type=str)

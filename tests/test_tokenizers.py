@@ -29,6 +29,15 @@ def test_round_trip_unicode(registry, name, options):
         assert tok.decode(ids + [tok.vocab.eos, 9, 9]) == text        # decoding stops at </s>
 
 
+def test_sentencepiece_output_has_single_spaces(registry):
+    tok = make(registry, "sentencepiece", vocab_size=120)
+    marker = tok.vocab.index("\u2581")                       # the lone word marker, a piece of its own
+    assert marker != tok.vocab.unk
+    ids = [marker] + tok.encode("plain") + [marker] + tok.encode("text") + [marker]
+    assert tok.sp.decode(ids).count("  ") == 1                 # what SentencePiece makes of it alone
+    assert tok.decode(ids) == "plain text"
+
+
 def test_unseen_characters_with_and_without_byte_fallback(registry):
     plain = make(registry, "sentencepiece", vocab_size=120)
     assert plain.vocab.unk in plain.encode("Ω")
