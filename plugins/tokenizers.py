@@ -123,7 +123,7 @@ class SentencePieceTokenizer(t2t.Tokenizer):
 
     def decode(self, ids) -> str:
         # a model may put out a lone word marker before a marked piece ("▁", "▁B"), which
-        # SentencePiece turns into two spaces; the text it means has one
+        # SentencePiece turns into two spaces (or, last, a trailing one); the text means neither
         return re.sub(" {2,}", " ", self.sp.decode(self.vocab.strip(ids))).strip(" ")
 
     def tokenize(self, text: str) -> list[str]:
