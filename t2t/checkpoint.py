@@ -104,7 +104,7 @@ def write_index(run_dir: Path, index: dict) -> None:
 
 def resolve(path: Path, which: str = "best") -> Path:
     """A run directory -> its best (or last) checkpoint file; a file stays as it is. "best" is the
-    weight average of the best checkpoints where training made one (`train.average_best`)."""
+    weight average of checkpoints where training made one (`train.average_best`, `average_last`)."""
     path = Path(path)
     if path.is_file() or path.suffix == ".pt":
         return path
@@ -137,10 +137,14 @@ def best_checkpoints(run_dir: Path, n: int) -> list[Path]:
     return [p for p in paths if p.exists()][:n]
 
 
-def average_best(run_dir: Path, n: int) -> dict | None:
-    """Average the run's `n` best checkpoints into checkpoints/average.pt and record it in the index
-    (a later checkpoint's index update drops the record); None where no checkpoint has a score."""
-    paths = best_checkpoints(run_dir, n)
+def last_checkpoints(run_dir: Path, n: int) -> list[Path]:
+    """The run's `n` most recent checkpoints, oldest first."""
+    return sorted((Path(run_dir) / "checkpoints").glob("step_*.pt"))[-n:] if n > 0 else []
+
+
+def average_run(run_dir: Path, paths: list[Path]) -> dict | None:
+    """Average `paths` (checkpoints of the run) into checkpoints/average.pt and record it in the
+    index (a later checkpoint's index update drops the record); None where `paths` is empty."""
     if not paths:
         return None
     name = "average.pt"

@@ -257,7 +257,7 @@ def cmd_average(args) -> int:
     paths = [Path(p) for p in args.checkpoints]
     if len(paths) == 1 and paths[0].is_dir():
         found = (ckpt.best_checkpoints(paths[0], args.best) if args.best
-                 else sorted((paths[0] / "checkpoints").glob("step_*.pt"))[-args.last:])
+                 else ckpt.last_checkpoints(paths[0], args.last))
         if not found:
             raise T2TError(f"{paths[0]}: no {'scored ' if args.best else ''}checkpoints to average")
         paths = found

@@ -140,6 +140,12 @@ class TrainOptions(Options):
     average_best: int = option(0, min=0, help="when training ends, average the weights of the N best checkpoints "
                                "into checkpoints/average.pt, which the run directory then stands for in evaluate "
                                "and generate (the N best are kept whatever keep_best says); 0: no average")
+    average_last: int = option(0, min=0, help="as average_best, but the N most recent checkpoints (the N last "
+                               "are kept whatever keep_last says): for schedules that decay to the end of the "
+                               "run, and for runs without validation")
+    validation: bool = option(True, help="false: read no valid split and score no checkpoints; the last "
+                              "checkpoint (or the average_last average) stands for the run. For a final run on "
+                              "all the data once its settings were chosen with validation")
     log_every: int = option(50, min=1, help="log every N updates")
     tensorboard: bool = option(False, help="also write TensorBoard event files (needs `tensorboard`)")
     max_nonfinite: int = option(20, min=0, help="stop after this many updates skipped for a non-finite loss")
@@ -151,6 +157,16 @@ class TrainOptions(Options):
             raise OptionError("warmup", "inverse_sqrt needs warmup > 0; try 4000")
         if self.min_lr > self.lr:
             raise OptionError("min_lr", f"{self.min_lr} is above train.lr {self.lr}")
+        if self.average_best and self.average_last:
+            raise OptionError("average_last", "set average_best or average_last, not both")
+        if not self.validation:
+            for key in ("average_best", "patience", "valid_metric"):
+                if getattr(self, key):
+                    raise OptionError(key, "needs validation, which train.validation: false turns off"
+                                      + ("; average_last averages without scores" if key == "average_best" else ""))
+            if self.schedule == "plateau":
+                raise OptionError("schedule", "plateau lowers the rate when validation stalls, which "
+                                  "train.validation: false turns off")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -140,7 +140,8 @@ class Trainer:
         r = self.recipe
         self.task = build_task(r, self.registry, self.data_dir)
         train_ex = self.task.examples("train")
-        self.valid_ex = self.task.examples("valid") if "valid" in self.task.splits else []
+        validate = self.opts.validation and "valid" in self.task.splits
+        self.valid_ex = self.task.examples("valid") if validate else []
         if self.task.problems.count:
             log.warning(self.task.problems.summary())
         if resumed is not None:
@@ -268,10 +269,12 @@ class Trainer:
         finally:
             with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGINT, previous)
-        if self.dist.main and o.average_best and status != "interrupted":
-            averaged = ckpt.average_best(self.run_dir, o.average_best)
+        if self.dist.main and (o.average_best or o.average_last) and status != "interrupted":
+            paths = (ckpt.best_checkpoints(self.run_dir, o.average_best) if o.average_best
+                     else ckpt.last_checkpoints(self.run_dir, o.average_last))
+            averaged = ckpt.average_run(self.run_dir, paths)
             if averaged:
-                self._validate_average(averaged)
+                self._validate_average(averaged, "best" if o.average_best else "last")
         index = ckpt.read_index(self.run_dir) if self.dist.main else {}
         average = index.get("average") or {}
         summary = {"status": status, "step": self.step, "epoch": self.epoch, "best": self.best,
@@ -283,9 +286,17 @@ class Trainer:
         distributed.barrier()
         return summary
 
-    def _validate_average(self, averaged: dict) -> None:
+    def _validate_average(self, averaged: dict, which: str) -> None:
         """Validate the averaged weights as the checkpoints were validated and keep the average as
-        the run's best only where it scores no worse than the best checkpoint."""
+        the run's best only where it scores no worse than the best checkpoint (without validation,
+        the average stands for the run)."""
+        n = len(averaged["from"])
+        said = (f"averaged the {f'{n} best' if which == 'best' else f'last {n}'} checkpoints "
+                f"({', '.join(averaged['from'])}) into {averaged['name']}")
+        if not self.valid_items:
+            ckpt.score_average(self.run_dir, None)
+            log.info(said)
+            return
         final = {k: v.clone() for k, v in self.model.state_dict().items()}
         self.model.load_state_dict(ckpt.load(self.run_dir / "checkpoints" / averaged["name"])["model"])
         try:
@@ -294,10 +305,8 @@ class Trainer:
             self.model.load_state_dict(final)
         name = self._metric_name()
         avg = ckpt.score_average(self.run_dir, results.get(name))
-        said = (f"averaged the {len(avg['from'])} best checkpoints ({', '.join(avg['from'])}) into {avg['name']}: "
-                f"validation {name} {avg['score']:.4g}, best checkpoint {avg['best']} {avg['best_score']:.4g}"
-                if avg["score"] is not None and avg["best_score"] is not None else
-                f"averaged the {len(avg['from'])} best checkpoints into {avg['name']}")
+        if avg["score"] is not None and avg["best_score"] is not None:
+            said += f": validation {name} {avg['score']:.4g}, best checkpoint {avg['best']} {avg['best_score']:.4g}"
         if avg["used"]:
             log.info(said)
         else:
@@ -470,7 +479,12 @@ class Trainer:
         return self.registry.get("metrics", name).higher_is_better
 
     def _validate_and_save(self) -> str | None:
-        """Validate (rank 0), update best/patience/plateau, save; 'early_stop' when patience ran out."""
+        """Validate (rank 0), update best/patience/plateau, save; 'early_stop' when patience ran out.
+        Without validation data, only save."""
+        if not self.valid_items:
+            self._save(None)
+            trim_heap()
+            return None
         results = self.validate() if self.dist.main else None
         results = distributed.broadcast(results, self.device)
         self.last_results = results
@@ -558,7 +572,7 @@ class Trainer:
                         "score": (results or {}).get(metric)})
         higher = self._higher_is_better(metric)
         ranked = ckpt.rank(entries, higher)
-        keep = {e["name"] for e in sorted(entries, key=lambda e: e["step"])[-o.keep_last:]}
+        keep = {e["name"] for e in sorted(entries, key=lambda e: e["step"])[-max(o.keep_last, o.average_last):]}
         keep |= {e["name"] for e in ranked[: max(o.keep_best, o.average_best)]}
         best = ranked[0]["name"] if ranked else name
         keep.add(best)

@@ -174,6 +174,41 @@ def test_average_of_the_best_checkpoints(tmp_path, registry):
     assert summary["average_checkpoint"] == ("average.pt" if avg["used"] else None)
 
 
+def test_training_without_validation_averages_the_last_checkpoints(tmp_path, registry, monkeypatch):
+    """train.validation false: no valid split is read, checkpoints carry no score, the last N are
+    kept whatever keep_last says and averaged, and the run directory stands for that average."""
+    from t2t import checkpoint as ckpt
+    from t2t.task import Task
+    read, examples = [], Task.examples
+    monkeypatch.setattr(Task, "examples", lambda self, split: read.append(split) or examples(self, split))
+    r = load_recipe(tiny_recipe(output_dir=str(tmp_path / "run"),
+                                train={"max_steps": 30, "max_epochs": 10, "validate_every": 5, "validation": False,
+                                       "keep_last": 1, "average_last": 3}))
+    summary = train(r)
+    run = tmp_path / "run"
+    assert read == ["train"]
+    assert summary["status"] == "max_steps" and summary["best"] is None
+    index = json.loads((run / "checkpoints" / "index.json").read_text())
+    assert [(e["name"], e["score"]) for e in index["checkpoints"]] == \
+        [(f"step_{s:08d}.pt", None) for s in (20, 25, 30)]
+    assert index["average"]["from"] == ["step_00000020.pt", "step_00000025.pt", "step_00000030.pt"]
+    assert index["average"]["used"] and summary["average_checkpoint"] == "average.pt"
+    assert ckpt.resolve(run) == run / "checkpoints" / "average.pt"
+    averaged = ckpt.load(run / "checkpoints" / "average.pt")["model"]
+    states = [ckpt.load(run / "checkpoints" / e["name"])["model"] for e in index["checkpoints"]]
+    assert torch.allclose(averaged["out.weight"], sum(s["out.weight"] for s in states) / 3, atol=1e-6)
+    events = [json.loads(line)["event"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert "valid" not in events and "step" in events
+    assert t2t.evaluate(run, split="test")["metrics"]
+
+
+@pytest.mark.parametrize("key, value", [("patience", 3), ("average_best", 2), ("valid_metric", "loss"),
+                                        ("schedule", "plateau")])
+def test_settings_that_need_validation_are_refused_without_it(key, value):
+    with pytest.raises(t2t.RecipeError, match=rf"train\.{key}.*validation: false"):
+        load_recipe(tiny_recipe(train={"validation": False, key: value}))
+
+
 def test_an_average_worse_than_the_best_checkpoint_is_not_used(tmp_path):
     """An average over checkpoints from early in a short run can score below the best of them:
     then the run directory resolves to the best checkpoint, and the average stays on disk."""
