@@ -134,6 +134,10 @@ class TrainOptions(Options):
     validate_every: Optional[int] = option(None, min=1, help="validate every N updates (default: each epoch)")
     valid_max_sentences: int = option(300, min=0, help="decode at most this many validation sentences for metrics")
     valid_metric: Optional[str] = option(None, help="metric that picks the best checkpoint (default: the first metric, else loss)")
+    valid_beam: int = option(1, min=1, help="beam size of the validation decoding that scores checkpoints (1: greedy, "
+                             "the cheapest); the recipe's other decode settings (length penalty, length limits, CTC "
+                             "weight) apply as they are. Set it to decode.beam where greedy and beam search rank "
+                             "checkpoints differently")
     patience: Optional[int] = option(None, min=1, help="stop after this many validations without improvement")
     keep_best: int = option(1, min=0, help="best checkpoints kept")
     keep_last: int = option(1, min=1, help="most recent checkpoints kept")

@@ -510,7 +510,8 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict:
-        """Loss and perplexity over the validation split; metrics on up to valid_max_sentences."""
+        """Loss and perplexity over the validation split; metrics on up to valid_max_sentences,
+        decoded with beam valid_beam and the recipe's other decode settings."""
         o = self.opts
         if not self.valid_items:
             return {}
@@ -527,7 +528,7 @@ class Trainer:
         count = min(o.valid_max_sentences, len(self.valid_ex))
         if count and self.recipe.metrics:
             metrics = [self.registry.get("metrics", m.name)(m.options) for m in self.recipe.metrics]
-            dec = dataclasses.replace(self.recipe.decode, beam=1, nbest=1, sampling=False,
+            dec = dataclasses.replace(self.recipe.decode, beam=o.valid_beam, nbest=1, sampling=False,
                                       max_sentences=o.max_sentences_decode)
             for start in range(0, count, o.max_sentences_decode):
                 chunk = self.valid_ex[start: min(count, start + o.max_sentences_decode)]

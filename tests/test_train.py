@@ -254,16 +254,26 @@ def test_schedules():
     assert Schedule(TrainOptions(schedule="constant", lr=2.0, warmup=4)).lr(1) == pytest.approx(0.5)
 
 
-def test_validation_during_training_scores_what_the_checkpoint_scores(tmp_path, registry):
-    # every validation decodes with the weights of that moment: the last one (after several of them)
-    # gives the score a fresh evaluation of its checkpoint gives
-    r = load_recipe(tiny_recipe(output_dir=str(tmp_path / "run"), metrics=["chrf"],
-                                train={"max_epochs": 4, "lr": 1e-2, "threads": 1}))
+@pytest.mark.parametrize("valid_beam", [1, 3])
+def test_validation_during_training_scores_what_the_checkpoint_scores(tmp_path, registry, monkeypatch, valid_beam):
+    # every validation decodes with the weights of that moment and the beam train.valid_beam says: the
+    # last one (after several of them) gives the score a fresh evaluation of its checkpoint gives
+    from t2t.pipeline import Pipeline
+    beams, search = [], Pipeline.search
+
+    def spy(self, sources, opts=None, *a, **k):
+        beams.append(opts.beam)
+        return search(self, sources, opts, *a, **k)
+    monkeypatch.setattr(Pipeline, "search", spy)
+    r = load_recipe(tiny_recipe(output_dir=str(tmp_path / "run"), metrics=["chrf"], decode={"beam": 5},
+                                train={"max_epochs": 4, "lr": 1e-2, "threads": 1, "valid_beam": valid_beam}))
     summary = train(r)
+    assert set(beams) == {valid_beam}
     rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     scores = [row["chrf"] for row in rows if row["event"] == "valid"]
     assert len(scores) == 4 and len(set(scores)) == 4
-    report = t2t.evaluate(tmp_path / "run" / "checkpoints" / summary["last_checkpoint"], split="valid", beam=1)
+    report = t2t.evaluate(tmp_path / "run" / "checkpoints" / summary["last_checkpoint"], split="valid",
+                          beam=valid_beam)
     assert report["metrics"]["chrf"]["value"] == pytest.approx(scores[-1], abs=1e-6)
 
 
