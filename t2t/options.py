@@ -171,6 +171,9 @@ class TrainOptions(Options):
             if self.schedule == "plateau":
                 raise OptionError("schedule", "plateau lowers the rate when validation stalls, which "
                                   "train.validation: false turns off")
+            if self.valid_beam > 1:
+                raise OptionError("valid_beam", "scores checkpoints in validation, which train.validation: "
+                                  "false turns off")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -203,7 +203,7 @@ def test_training_without_validation_averages_the_last_checkpoints(tmp_path, reg
 
 
 @pytest.mark.parametrize("key, value", [("patience", 3), ("average_best", 2), ("valid_metric", "loss"),
-                                        ("schedule", "plateau")])
+                                        ("schedule", "plateau"), ("valid_beam", 5)])
 def test_settings_that_need_validation_are_refused_without_it(key, value):
     with pytest.raises(t2t.RecipeError, match=rf"train\.{key}.*validation: false"):
         load_recipe(tiny_recipe(train={"validation": False, key: value}))
