@@ -1,4 +1,4 @@
-"""Cross-validated decoding settings: tune on part of a split, score on the rest, every example once.
+"""Cross-validated choice of run and decoding settings: tune on part of a split, score on the rest.
 
 For data with no development set apart from the split a figure is reported on (AESLC: the
 annotated subject lines exist only for the validation emails), choosing decoding settings on that
@@ -12,8 +12,10 @@ the whole split and recorded as a row of benchmarks/quality.md.
         --name aeslc_crossfold --data-dir ../shared/data
 
 A setting is a space-separated list of recipe overrides; with several checkpoints (runs), every
-run is tried with every setting, so the choice between trained models is cross-validated too. The selection criterion is the value of
-the recipe's first metric (the one `train.valid_metric` would use: ROUGE-1 for `rouge`).
+run is tried with every setting, so the choice between trained models is cross-validated too.
+The selection criterion is the value of the recipe's first metric (ROUGE-1 for `rouge`, as
+`train.valid_metric: rouge` uses it). Every example is scored once, by the choice of the folds it
+is not in.
 """
 
 from __future__ import annotations
