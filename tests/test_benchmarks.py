@@ -29,3 +29,14 @@ def test_crossfold_chooses_each_fold_on_the_others_only():
     # three folds: fold 2's choice sums folds 0 and 1 (a: 40, b: 32), whatever fold 2 says
     scores = {"a": [30.0, 10.0, 0.0], "b": [20.0, 12.0, 99.0]}
     assert choose(scores, 2, higher_is_better=True) == "a"
+
+
+def test_crossfold_criterion_is_the_value_or_the_mean_of_named_sub_scores():
+    import pytest
+    from t2t.metric import Score
+    criterion = load("crossfold").criterion
+    score = Score("rouge", 30.0, details={"rouge1": 30.0, "rouge2": 9.0, "rougeL": 27.0, "ci95": {}})
+    assert criterion(score, []) == 30.0
+    assert criterion(score, ["rouge1", "rouge2", "rougeL"]) == 22.0
+    with pytest.raises(SystemExit, match="no sub-score rouge3; it has rouge1, rouge2, rougeL"):
+        criterion(score, ["rouge3"])
