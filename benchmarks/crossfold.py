@@ -130,7 +130,7 @@ def main() -> None:
             report = evaluate(checkpoint, recipe, split=args.split, data_dir=args.data_dir,
                               device=args.device, out_dir=out, registry=registry)
             (out / "crossfold.json").write_text(json.dumps(identity), encoding="utf-8")
-        texts = Path(report["outputs"]["hypotheses"]).read_text(encoding="utf-8").splitlines()
+        texts = (out / f"{args.split}.hyp").read_text(encoding="utf-8").splitlines()
         if len(texts) != len(examples):
             sys.exit(f"'{key}': {len(texts)} hypotheses for {len(examples)} examples")
         hyps[key], runs[key] = texts, run
