@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -54,6 +55,17 @@ def criterion(score, select: list[str]) -> float:
         raise SystemExit(f"--select: metric {score.name} has no sub-score {missing[0]}; it has "
                          f"{', '.join(k for k, v in score.details.items() if isinstance(v, float))}")
     return sum(score.details[k] for k in select) / len(select)
+
+
+def checkpoint_step(checkpoint: str, summary: dict):
+    """The update a candidate's weights are from: a checkpoint file's step, or for a run directory
+    (which stands for its average where it kept one, else its best checkpoint) the run's best step."""
+    m = re.fullmatch(r"step_0*(\d+)\.pt", Path(checkpoint).name)
+    if m:
+        return int(m.group(1))
+    if Path(checkpoint).is_dir() and summary.get("average_checkpoint"):
+        return summary["average_checkpoint"]
+    return summary.get("best_step", summary["step"])
 
 
 def reusable(out: Path, split: str, identity: dict) -> dict | None:
@@ -153,17 +165,18 @@ def main() -> None:
     words = sum(len(h.split()) for h in combined) / max(len(combined), 1)
 
     summaries = [quality.trained(runs[c]) for c in dict.fromkeys(chosen)]     # the runs chosen, once each
+    steps = [checkpoint_step(c.split()[0], quality.trained(runs[c])) for c in chosen]
     stored = (getattr(base.data, "splits", None) or {}).get(args.split, args.split)
     row = {
         "recipe": args.recipe,
         "split": (args.split if stored == args.split else f"{args.split} = {stored}")
-        + f", {args.folds}-fold cross-validated decoding",
+        + f", {args.folds}-fold cross-validated choice",
         "command": command,
         "metrics": quality.figures(final),
         "baselines": {},
         "avg_words": round(words, 1),
         "train_minutes": " / ".join(str(round(s["time_s"] / 60, 1)) for s in summaries),
-        "steps": " / ".join(str(s["step"]) for s in summaries),
+        "steps": " / ".join(str(n) for n in dict.fromkeys(steps)),      # of the checkpoints chosen
         "stopped": " / ".join(s["status"] for s in summaries), "eval_minutes": round((time.time() - started) / 60, 1),
         "machine": quality.machine(args.threads), "date": time.strftime("%Y-%m-%d"), "commit": ran,
         "crossfold": {"criterion": args.select or base.metrics[0].name, "chosen": chosen,

@@ -40,3 +40,9 @@ def test_crossfold_criterion_is_the_value_or_the_mean_of_named_sub_scores():
     assert criterion(score, ["rouge1", "rouge2", "rougeL"]) == 22.0
     with pytest.raises(SystemExit, match="no sub-score rouge3; it has rouge1, rouge2, rougeL"):
         criterion(score, ["rouge3"])
+
+
+def test_crossfold_names_the_step_of_the_weights_it_chose():
+    step = load("crossfold").checkpoint_step
+    assert step("runs/x/checkpoints/step_00000800.pt", {"step": 4707, "best_step": 4400}) == 800
+    assert step("runs/x", {"step": 4707, "best_step": 4400}) == 4400
