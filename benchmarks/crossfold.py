@@ -164,7 +164,7 @@ def main() -> None:
     final = {k: s.to_dict() for k, s in score_texts(metric_objects(base, registry), combined, refs).items()}
     words = sum(len(h.split()) for h in combined) / max(len(combined), 1)
 
-    summaries = [quality.trained(runs[c]) for c in dict.fromkeys(chosen)]     # the runs chosen, once each
+    summaries = [quality.trained(r) for r in dict.fromkeys(runs[c] for c in chosen)]   # the runs chosen, once each
     steps = [checkpoint_step(c.split()[0], quality.trained(runs[c])) for c in chosen]
     stored = (getattr(base.data, "splits", None) or {}).get(args.split, args.split)
     row = {
