@@ -166,11 +166,9 @@ def main() -> None:
 
     summaries = [quality.trained(r) for r in dict.fromkeys(runs[c] for c in chosen)]   # the runs chosen, once each
     steps = [checkpoint_step(c.split()[0], quality.trained(runs[c])) for c in chosen]
-    stored = (getattr(base.data, "splits", None) or {}).get(args.split, args.split)
     row = {
         "recipe": args.recipe,
-        "split": (args.split if stored == args.split else f"{args.split} = {stored}")
-        + f", {args.folds}-fold cross-validated choice",
+        "split": quality.split_label(base, args.split) + f", {args.folds}-fold cross-validated choice",
         "command": command,
         "metrics": quality.figures(final),
         "baselines": {},
@@ -182,11 +180,7 @@ def main() -> None:
         "crossfold": {"criterion": args.select or base.metrics[0].name, "chosen": chosen,
                       "fold_scores": scores, "whole_split": whole},
     }
-    results = json.loads(quality.RESULTS.read_text()) if quality.RESULTS.exists() else {}
-    results[args.name] = row
-    quality.RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    quality.RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False))
-    quality.write_table(results)
+    quality.record(args.name, row)
     print(json.dumps(row, indent=1))
 
 

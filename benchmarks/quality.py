@@ -72,9 +72,8 @@ def main() -> None:
     report = evaluate(recipe.output_dir, recipe, split=args.split, data_dir=args.data_dir,
                       device=args.device or "auto", baselines=args.baseline)
     eval_s = time.time() - started
-    stored = (getattr(recipe.data, "splits", None) or {}).get(args.split, args.split)   # the data's name for it
     row = {
-        "recipe": args.recipe, "split": args.split if stored == args.split else f"{args.split} = {stored}",
+        "recipe": args.recipe, "split": split_label(recipe, args.split),
         "command": command,
         "metrics": figures(report.get("metrics", {})),
         "baselines": {b: {**figures(m), **({"avg_words": round(m["avg_words"], 1)} if "avg_words" in m else {})}
@@ -86,12 +85,23 @@ def main() -> None:
         "machine": machine(recipe.train.threads), "date": time.strftime("%Y-%m-%d"),
         "commit": ran,
     }
+    record(name, row)
+    print(json.dumps(row, indent=1))
+
+
+def split_label(recipe, split: str) -> str:
+    """The split's name, with the data's own name for it where the recipe maps one (test = valid)."""
+    stored = (getattr(recipe.data, "splits", None) or {}).get(split, split)
+    return split if stored == split else f"{split} = {stored}"
+
+
+def record(name: str, row: dict) -> None:
+    """Store `row` under `name` in results/quality.json and regenerate quality.md."""
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[name] = row
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1, ensure_ascii=False))
     write_table(results)
-    print(json.dumps(row, indent=1))
 
 
 def trained(run_dir: Path) -> dict:
