@@ -164,8 +164,9 @@ def main() -> None:
     final = {k: s.to_dict() for k, s in score_texts(metric_objects(base, registry), combined, refs).items()}
     words = sum(len(h.split()) for h in combined) / max(len(combined), 1)
 
-    summaries = [quality.trained(r) for r in dict.fromkeys(runs[c] for c in chosen)]   # the runs chosen, once each
-    steps = [checkpoint_step(c.split()[0], quality.trained(runs[c])) for c in chosen]
+    trained = {r: quality.trained(r) for r in dict.fromkeys(runs[c] for c in chosen)}   # the runs chosen, once each
+    summaries = list(trained.values())
+    steps = [checkpoint_step(c.split()[0], trained[runs[c]]) for c in chosen]
     row = {
         "recipe": args.recipe,
         "split": quality.split_label(base, args.split) + f", {args.folds}-fold cross-validated choice",
