@@ -21,6 +21,7 @@ from t2t.errors import DataError
 from t2t.options import DataOptions, option
 
 log = logging.getLogger("t2t")
+_WORD = re.compile(r"[a-z0-9]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(\[]?[A-Z0-9])")
 
 
@@ -36,6 +37,9 @@ class SummarizationOptions(DataOptions):
     max_source_words: Optional[int] = option(None, min=1, help="cut sources to their first N words")
     lead_n: int = option(3, min=1, help="sentences or lines the lead/longest baselines take")
     lead_unit: Literal["sentence", "line"] = option("sentence", help="what the lead baseline counts")
+    min_target_coverage: float = option(0.0, min=0.0, max=1.0,
+                                        help="drop training pairs whose target has under this fraction of its "
+                                             "words in the (cut) source; evaluation splits keep every example")
 
 
 class Summarization(t2t.Task):
@@ -70,6 +74,18 @@ class Summarization(t2t.Task):
         if cut:
             log.info(f"{path}: {cut} source(s) cut to data.max_source_words = {o.max_source_words}")
 
+    def examples(self, split: str) -> list[t2t.Example]:
+        out = super().examples(split)
+        floor = self.options.min_target_coverage
+        if split != "train" or not floor:
+            return out
+        kept = [ex for ex in out if target_coverage(ex.source, ex.target) >= floor]
+        if not kept:
+            raise DataError(f"data.min_target_coverage: {floor} drops every one of the {len(out)} training pairs")
+        log.info(f"data.min_target_coverage = {floor}: kept {len(kept)} of {len(out)} training pairs "
+                 f"({len(out) - len(kept)} targets mostly not in their source)")
+        return kept
+
     def _rows(self, path) -> Iterator[tuple[str, dict]]:
         o = self.options
         if o.format == "jsonl":
@@ -101,6 +117,16 @@ class Summarization(t2t.Task):
             return " ".join(units[:n])
         keep = sorted(sorted(range(len(units)), key=lambda i: -len(units[i]))[:n])
         return " ".join(units[i] for i in keep)
+
+
+def target_coverage(source: str, target: str) -> float:
+    """The fraction of the target's words (lower-cased letter and digit runs, as ROUGE counts them)
+    that occur in the source: low where a reference says what its source does not."""
+    words = _WORD.findall(target.lower())
+    if not words:
+        return 0.0
+    seen = set(_WORD.findall(source.lower()))
+    return sum(w in seen for w in words) / len(words)
 
 
 def _text(value: Any, join: str) -> str | None:

@@ -2,6 +2,7 @@
 truncation, references, baselines, and each recipe end to end with a tiny model."""
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,34 @@ def test_aeslc_multi_reference_truncation_and_lead(shared_data, registry, tmp_pa
     assert 0 < rouge["value"] < 100 and "rouge2" in rouge["details"]
     assert (tmp_path / "test.lead.hyp").read_text().count("\n") == 12
 
+
+
+def test_min_target_coverage_drops_unsupported_training_pairs_only(tmp_path, registry, caplog):
+    """data.min_target_coverage: a training pair whose summary is mostly words its (cut) source
+    lacks is dropped, counted in the log; the held-out and evaluation splits keep every example."""
+    rows = [("Budget meeting moved to Friday at noon", "Budget meeting Friday"),      # 3 of 3 words
+            ("Please send the draft contract today", "hi!"),                            # 0 of 1
+            ("Lunch? | The new place on Main", "lunch at the place on 5th"),            # 4 of 6
+            ("Quarterly numbers are attached below", "Q3 numbers")]                     # 1 of 2
+    lines = "".join(json.dumps({"id": f"e{i}", "document": d, "summary": s}) + "\n" for i, (d, s) in enumerate(rows))
+    write(tmp_path / "train.jsonl", lines)
+    write(tmp_path / "test.jsonl", lines)
+
+    def ids(split, floor, **more):
+        r = load_recipe({"task": "summarization", "data": {"dir": str(tmp_path), "min_target_coverage": floor, **more}})
+        return [e.id for e in build_task(r, registry).examples(split)]
+
+    assert ids("train", 0.0) == ["e0", "e1", "e2", "e3"]
+    assert ids("train", 0.5) == ["e0", "e2", "e3"]
+    assert ids("train", 0.6) == ["e0", "e2"]
+    with caplog.at_level(logging.INFO, logger="t2t"):
+        assert ids("train", 0.7) == ["e0"]
+    assert "kept 1 of 4 training pairs (3 targets mostly not in their source)" in caplog.text
+    assert ids("test", 0.7) == ["e0", "e1", "e2", "e3"]
+    assert ids("train", 0.6, max_source_words=2) == ["e0"]        # measured against the source the model reads
+    assert len(ids("valid", 0.7, valid_from_train=2)) == 2
+    with pytest.raises(DataError, match="min_target_coverage: 1.0 drops every one of the 4 training pairs"):
+        ids("train", 1.0, max_source_words=2)
 
 def test_samsum_json_array_longest_baseline_and_empty_dialogue(shared_data, registry):
     r = recipe("samsum_transformer.yaml", shared_data, "data.train_limit=20000")
