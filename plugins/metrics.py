@@ -14,7 +14,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 import t2t
-from t2t.metric import Score
+from t2t.metric import Score, check_lengths
 from t2t.options import MetricOptions, option
 
 
@@ -164,6 +164,12 @@ class Rouge(t2t.Metric):
         all_ = [self.scorer.score(r, hyp) for r in refs]
         return np.array([[np.mean([getattr(s[t], m) for s in all_]) for m in ("precision", "recall", "fmeasure")]
                          for t in types])
+
+    def sentence_values(self, hyps, refs) -> np.ndarray:
+        """The mean F1 of all the configured ROUGE types, in percent: as the agreement measure of
+        minimum Bayes risk decoding, bigram and subsequence agreement count beside word overlap."""
+        check_lengths(hyps, refs)
+        return np.array([100.0 * self.sentence_scores(h, r)[:, 2].mean() for h, r in zip(hyps, refs)])
 
     def sentence_stats(self, hyps, refs) -> np.ndarray:
         rows = np.stack([self.sentence_scores(h, r) for h, r in zip(hyps, refs)])   # (N, types, 3)

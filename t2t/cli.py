@@ -300,7 +300,8 @@ def _split(text: str | None) -> list[str]:
 
 def _decode_overrides(args) -> dict:
     keys = ("beam", "nbest", "length_penalty", "max_len_a", "max_len_b", "min_len", "no_repeat_ngram_size",
-            "unk_penalty", "ctc_weight", "temperature", "top_k", "top_p", "max_sentences", "precision")
+            "unk_penalty", "ctc_weight", "temperature", "top_k", "top_p", "mbr", "mbr_metric", "max_sentences",
+            "precision")
     out = {k: getattr(args, k, None) for k in keys}
     if getattr(args, "sampling", False):
         out["sampling"] = True
@@ -322,6 +323,9 @@ def _add_decode_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--temperature", type=float)
     g.add_argument("--top-k", type=int)
     g.add_argument("--top-p", type=float)
+    g.add_argument("--mbr", type=int, help="minimum Bayes risk: output the candidate (of this many: the beam's "
+                   "n-best, or samples) the others agree with most")
+    g.add_argument("--mbr-metric", help="agreement measure for --mbr (default: the recipe's first metric)")
     g.add_argument("--max-sentences", type=int, help="sentences per decoding batch")
     g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="decoding precision")
 

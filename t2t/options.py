@@ -194,6 +194,9 @@ class DecodeOptions(Options):
     temperature: float = option(1.0, min=1e-6, help="sampling temperature")
     top_k: int = option(0, min=0, help="sample from the k most likely tokens (0: all)")
     top_p: float = option(1.0, min=0.0, max=1.0, help="nucleus sampling: smallest set with this probability mass")
+    mbr: int = option(0, min=0, help="minimum Bayes risk decoding: draw this many candidates (the beam's n-best, "
+                      "or samples with sampling: true) and output the one the others agree with most (0: off)")
+    mbr_metric: str = option("", help="the agreement measure of mbr, a metric's name (default: the recipe's first metric)")
     max_sentences: int = option(64, min=1, help="sentences per decoding batch")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
         "auto", help="weights and activations when decoding (auto: bf16 on CUDA where supported, else fp32)")
@@ -203,3 +206,10 @@ class DecodeOptions(Options):
             raise OptionError("nbest", f"{self.nbest} is larger than decode.beam {self.beam}; raise beam or lower nbest")
         if self.sampling and self.beam > 1:
             raise OptionError("sampling", "sampling and beam > 1 exclude each other; set beam: 1")
+        if self.mbr == 1:
+            raise OptionError("mbr", "1 candidate leaves nothing to choose; use 0 (off) or at least 2")
+        if self.mbr > self.beam and not self.sampling:
+            raise OptionError("mbr", f"{self.mbr} candidates need decode.beam >= {self.mbr} (it is {self.beam}), "
+                                     f"or sampling: true")
+        if self.mbr and self.nbest > self.mbr:
+            raise OptionError("nbest", f"{self.nbest} is larger than decode.mbr {self.mbr}, the candidates ranked")

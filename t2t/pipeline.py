@@ -18,6 +18,7 @@ import torch
 from t2t import checkpoint as ckpt
 from t2t.data import Encoded, collate
 from t2t.errors import CheckpointError, T2TError
+from t2t.metric import Metric, mbr_order
 from t2t.models.base import ModelSpec, Seq2Seq
 from t2t.models.ctc import JointCTC
 from t2t.options import DecodeOptions
@@ -211,6 +212,8 @@ class Pipeline:
                need_attention: bool = False) -> list[list[Hypothesis]]:
         """Hypotheses for each source, in input order; batches are formed from length-sorted inputs."""
         opts = opts or self.recipe.decode
+        if opts.mbr:
+            return self._mbr_search(sources, opts, seed, need_attention)
         self.model.eval()
         if self.owns_model:
             self._set_precision(opts.precision)
@@ -242,6 +245,40 @@ class Pipeline:
                 out[item.index] = h
         return out
 
+    def _mbr_search(self, sources: Sequence[Any], opts: DecodeOptions, seed: int | None,
+                    need_attention: bool) -> list[list[Hypothesis]]:
+        """decode.mbr: `opts.mbr` candidates a source (the beam's n-best, or as many samples), ranked
+        by their agreement with one another under `decode.mbr_metric` (`t2t.metric.mbr_order`)."""
+        k = opts.mbr
+        inner = dataclasses.replace(opts, mbr=0, nbest=1 if opts.sampling else k)
+        if opts.sampling:                        # each source k times: k independent samples
+            drawn = self.search([s for s in sources for _ in range(k)], inner, seed, need_attention)
+            pools = [[h for d in drawn[i * k: (i + 1) * k] for h in d] for i in range(len(sources))]
+        else:
+            pools = self.search(sources, inner, seed, need_attention)
+        metric = self.mbr_metric(opts.mbr_metric)
+        ranked = []
+        for pool in pools:
+            order = mbr_order([self.detokenize(h.tokens) for h in pool], metric)
+            ranked.append([pool[i] for i in order][: opts.nbest])
+        return ranked
+
+    def mbr_metric(self, name: str = "") -> Metric:
+        """The metric that measures agreement for decode.mbr: `name`, else the recipe's first
+        metric, with the recipe's options for it where the recipe lists it."""
+        specs = self.recipe.metrics
+        name = name or (specs[0].name if specs else "")
+        if not name:
+            raise T2TError("decode.mbr needs a metric to measure agreement: set decode.mbr_metric "
+                           "(e.g. chrf or rouge) or list metrics in the recipe")
+        registry = self.registry
+        if registry is None:
+            from t2t.registry import get_registry
+            registry = get_registry()
+        cls = registry.get("metrics", name)
+        options = next((m.options for m in specs if m.name == name), None)
+        return cls(options)
+
     @torch.no_grad()
     def reference_loss(self, examples: Sequence, max_tokens: int = 4000) -> tuple[float, int]:
         """(summed negative log-likelihood, target tokens) of the examples' targets under teacher forcing."""
@@ -262,8 +299,9 @@ class Pipeline:
     def generate(self, sources: Sequence[Any], beam: int | None = None, nbest: int | None = None,
                  **overrides) -> list:
         """Output text for each source (a list of nbest texts when nbest > 1)."""
-        if nbest is not None and beam is None and not overrides.get("sampling"):
-            beam = max(nbest, self.recipe.decode.beam)       # n-best needs a beam at least that wide
+        if beam is None and not overrides.get("sampling"):    # n-best and MBR need a beam at least that wide
+            wide = max(nbest or 0, overrides.get("mbr") or 0)
+            beam = max(wide, self.recipe.decode.beam) if wide else None
         opts = self.decode_options(beam=beam, nbest=nbest, **overrides)
         results = self.search(list(sources), opts)
         texts = [[self.detokenize(h.tokens) for h in hyps] for hyps in results]

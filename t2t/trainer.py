@@ -528,7 +528,7 @@ class Trainer:
         count = min(o.valid_max_sentences, len(self.valid_ex))
         if count and self.recipe.metrics:
             metrics = [self.registry.get("metrics", m.name)(m.options) for m in self.recipe.metrics]
-            dec = dataclasses.replace(self.recipe.decode, beam=o.valid_beam, nbest=1, sampling=False,
+            dec = dataclasses.replace(self.recipe.decode, beam=o.valid_beam, nbest=1, sampling=False, mbr=0,
                                       max_sentences=o.max_sentences_decode)
             for start in range(0, count, o.max_sentences_decode):
                 chunk = self.valid_ex[start: min(count, start + o.max_sentences_decode)]

@@ -122,3 +122,32 @@ def test_bf16_decoding_agrees_with_fp32(run, monkeypatch):
     bf16 = pipe.generate(words, precision="bf16")
     assert next(pipe.model.parameters()).dtype == torch.bfloat16
     assert sum(a == b for a, b in zip(fp32, bf16)) >= 4
+
+
+def test_mbr_outputs_the_candidate_the_others_agree_with_most(run, capsys):
+    """decode.mbr: of the beam's n-best, the output is the candidate with the highest summed chrF
+    against the other candidates (computed here with sacrebleu directly)."""
+    from sacrebleu.metrics import CHRF
+    from t2t.pipeline import load
+    tmp, path = run
+    pipe = load(tmp / "run", device="cpu")
+    words = ["a b c", "d e f g", "h i j", "b a", "c c d e", "j i h g f"]
+    pools = pipe.generate(words, beam=5, nbest=5)
+    chrf, expected = CHRF(), []
+    for pool in pools:
+        support = [sum(chrf.sentence_score(pool[i], [pool[j]]).score for j in range(5) if j != i) for i in range(5)]
+        expected.append(pool[max(range(5), key=lambda i: (support[i], -i))])
+    assert pipe.generate(words, mbr=5, mbr_metric="chrf") == expected
+    ranked = pipe.generate(words, mbr=5, mbr_metric="chrf", nbest=5)
+    assert [sorted(r) for r in ranked] == [sorted(p) for p in pools] and [r[0] for r in ranked] == expected
+    sampled = pipe.generate(words, sampling=True, mbr=4, mbr_metric="chrf")
+    assert len(sampled) == len(words) and sampled == pipe.generate(words, sampling=True, mbr=4, mbr_metric="chrf")
+    assert main(["evaluate", str(path), "--checkpoint", str(tmp / "run"), "--mbr", "4", "--beam", "4",
+                 "--out", str(tmp / "mbr")]) == 0                  # agreement: the recipe's first metric
+    assert json.loads((tmp / "mbr" / "test.report.json").read_text())["decode"]["mbr"] == 4
+    (tmp / "mbr.txt").write_text("a b\n")
+    for flags, message in ((["--mbr", "6"], "decode.mbr: 6 candidates need decode.beam >= 6"),
+                           (["--mbr", "1"], "decode.mbr: 1 candidate leaves nothing to choose"),
+                           (["--mbr", "3", "--beam", "3", "--mbr-metric", "blue"], "unknown metric 'blue'")):
+        assert main(["generate", "--checkpoint", str(tmp / "run"), "--input", str(tmp / "mbr.txt"), *flags]) != 0
+        assert message in capsys.readouterr().err

@@ -90,6 +90,32 @@ def test_rouge_corpus_mean_multi_reference_and_ci(registry):
     assert unstemmed.details["rouge1"] == 0.0
 
 
+def test_sentence_values_equal_the_libraries_sentence_scores(registry):
+    """A metric's per-sentence values (MBR's agreement measure) equal the reference libraries'."""
+    for name, ref in (("bleu", sacrebleu.sentence_bleu), ("chrf", sacrebleu.sentence_chrf),
+                      ("ter", sacrebleu.sentence_ter)):
+        got = metric(registry, name).sentence_values(SYS, REFS)
+        assert got == pytest.approx([ref(h, r).score for h, r in zip(SYS, REFS)], abs=1e-9), name
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
+    expected = [100 * np.mean([s.fmeasure for s in scorer.score_multi(r, h).values()]) for h, r in zip(SYS, REFS)]
+    m = metric(registry, "rouge")
+    assert m.sentence_values(SYS, REFS) == pytest.approx(expected, abs=1e-9)
+    m.update(SYS[:1], REFS[:1])
+    m.sentence_values(SYS, REFS)                                  # leaves the corpus statistics alone
+    assert m.result().value == metric(registry, "rouge").compute(SYS[:1], REFS[:1]).value
+    assert metric(registry, "exact_match").sentence_values(["a b", "c"], [["a b"], ["d"]]).tolist() == [100.0, 0.0]
+
+
+def test_mbr_order_puts_the_consensus_first_and_the_outlier_last(registry):
+    from t2t.metric import mbr_order
+    texts = ["stock prices fell sharply", "the cat sat on a mat", "the cat sat on the mat", "a cat sat on the mat"]
+    for name in ("rouge", "chrf", "ter"):                          # ter: lower is better, so negated
+        order = mbr_order(texts, metric(registry, name))
+        assert order[0] == 2 and order[-1] == 0, name
+    assert mbr_order(["x"], metric(registry, "rouge")) == [0]
+    assert mbr_order(["a", "b", "a"], metric(registry, "exact_match")) == [0, 2, 1]
+
+
 def test_wer_cer_exact_match_distinct(registry):
     assert metric(registry, "wer").compute(["a b c d"], [["a x c"]]).value == pytest.approx(100 * 2 / 3)
     # kitten -> sitting: 3 character edits over 7 reference characters
