@@ -214,6 +214,9 @@ class Pipeline:
         opts = opts or self.recipe.decode
         if opts.mbr:
             return self._mbr_search(sources, opts, seed, need_attention)
+        if opts.sampling and opts.nbest > 1:
+            drawn = self._draw(sources, opts, opts.nbest, seed, need_attention)
+            return [sorted(pool, key=lambda h: -h.score) for pool in drawn]
         self.model.eval()
         if self.owns_model:
             self._set_precision(opts.precision)
@@ -250,18 +253,21 @@ class Pipeline:
         """decode.mbr: `opts.mbr` candidates a source (the beam's n-best, or as many samples), ranked
         by their agreement with one another under `decode.mbr_metric` (`t2t.metric.mbr_order`)."""
         k = opts.mbr
-        inner = dataclasses.replace(opts, mbr=0, nbest=1 if opts.sampling else k)
-        if opts.sampling:                        # each source k times: k independent samples
-            drawn = self.search([s for s in sources for _ in range(k)], inner, seed, need_attention)
-            pools = [[h for d in drawn[i * k: (i + 1) * k] for h in d] for i in range(len(sources))]
-        else:
-            pools = self.search(sources, inner, seed, need_attention)
+        pools = (self._draw(sources, opts, k, seed, need_attention) if opts.sampling else
+                 self.search(sources, dataclasses.replace(opts, mbr=0, nbest=k), seed, need_attention))
         metric = self.mbr_metric(opts.mbr_metric)
         ranked = []
         for pool in pools:
             order = mbr_order([self.detokenize(h.tokens) for h in pool], metric)
             ranked.append([pool[i] for i in order][: opts.nbest])
         return ranked
+
+    def _draw(self, sources: Sequence[Any], opts: DecodeOptions, k: int, seed: int | None,
+              need_attention: bool) -> list[list[Hypothesis]]:
+        """k independent samples of each source (each source decoded k times)."""
+        one = dataclasses.replace(opts, mbr=0, nbest=1)
+        drawn = self.search([s for s in sources for _ in range(k)], one, seed, need_attention)
+        return [[h for d in drawn[i * k: (i + 1) * k] for h in d] for i in range(len(sources))]
 
     def mbr_metric(self, name: str = "") -> Metric:
         """The metric that measures agreement for decode.mbr: `name`, else the recipe's first

@@ -141,6 +141,8 @@ def test_mbr_outputs_the_candidate_the_others_agree_with_most(run, capsys):
     ranked = pipe.generate(words, mbr=5, mbr_metric="chrf", nbest=5)
     assert [sorted(r) for r in ranked] == [sorted(p) for p in pools] and [r[0] for r in ranked] == expected
     sampled = pipe.generate(words, sampling=True, mbr=4, mbr_metric="chrf")
+    drawn = pipe.generate(words, sampling=True, nbest=4, temperature=3.0)      # n-best of sampling: n samples
+    assert all(len(d) == 4 for d in drawn) and len({t for d in drawn for t in d}) > len(words)
     assert len(sampled) == len(words) and sampled == pipe.generate(words, sampling=True, mbr=4, mbr_metric="chrf")
     assert main(["evaluate", str(path), "--checkpoint", str(tmp / "run"), "--mbr", "4", "--beam", "4",
                  "--out", str(tmp / "mbr")]) == 0                  # agreement: the recipe's first metric
