@@ -5,7 +5,8 @@
 
 Each run updates its row in benchmarks/results/quality.json and regenerates benchmarks/quality.md:
 the recipe, its metric values (and the baselines'), the command, wall time of training and of
-evaluation, the machine and the date. Runs stop at the recipe's `train.max_time`.
+evaluation, the machine and the date. Runs stop at the recipe's `train.max_time`. With `--ensemble
+RUN...` the recipe's run is decoded together with other runs of it (e.g. other `train.seed`s).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def main() -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--name", help="row name (default: the recipe's file name)")
     p.add_argument("--evaluate-only", action="store_true", help="skip training; evaluate the existing run")
+    p.add_argument("--ensemble", nargs="+", default=[], metavar="RUN",
+                   help="decode with the ensemble of the recipe's run and these trained runs; the row's "
+                        "training time is the members' sum")
     args = p.parse_args()
 
     import t2t
@@ -68,8 +72,10 @@ def main() -> None:
         started = time.time()
         summary = train(recipe, data_dir=args.data_dir, device=args.device, overwrite=True)
         train_s = time.time() - started
+    for run in args.ensemble:
+        train_s += trained(Path(run))["time_s"]
     started = time.time()
-    report = evaluate(recipe.output_dir, recipe, split=args.split, data_dir=args.data_dir,
+    report = evaluate([recipe.output_dir, *args.ensemble], recipe, split=args.split, data_dir=args.data_dir,
                       device=args.device or "auto", baselines=args.baseline)
     eval_s = time.time() - started
     row = {
@@ -84,6 +90,7 @@ def main() -> None:
         "stopped": summary["status"], "eval_minutes": round(eval_s / 60, 1),
         "machine": machine(recipe.train.threads), "date": time.strftime("%Y-%m-%d"),
         "commit": ran,
+        **({"ensemble": [recipe.output_dir, *args.ensemble]} if args.ensemble else {}),
     }
     record(name, row)
     print(json.dumps(row, indent=1))

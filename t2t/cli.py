@@ -366,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="decode a split with a checkpoint and score it")
     _add_common(p, recipe="optional")
-    p.add_argument("--checkpoint", help="run directory or checkpoint file")
+    p.add_argument("--checkpoint", nargs="+", action="extend", metavar="RUN",
+                   help="run directory or checkpoint file; several: decode with their ensemble")
     p.add_argument("--split", default="test")
     p.add_argument("--baseline", action="append", help="also score a model-free baseline of the task (e.g. lead)")
     p.add_argument("--out", help="folder for hypotheses and the report (default: RUN/eval)")
@@ -376,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="decode sentences from a file or stdin")
     _add_common(p, recipe=False)
-    p.add_argument("--checkpoint", required=True, help="run directory or checkpoint file")
+    p.add_argument("--checkpoint", nargs="+", action="extend", metavar="RUN", required=True,
+                   help="run directory or checkpoint file; several: decode with their ensemble")
     p.add_argument("--input", help="input file, one source a line (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout)")
     p.add_argument("--format", choices=("plain", "jsonl"), default="plain")

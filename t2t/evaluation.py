@@ -34,11 +34,12 @@ def metric_objects(recipe: Recipe, registry, names: Sequence[str] | None = None)
     return [registry.get("metrics", m.name)(m.options) for m in specs]
 
 
-def evaluate(checkpoint: str | Path | None = None, recipe: Recipe | None = None, split: str = "test",
+def evaluate(checkpoint: str | Path | Sequence[str | Path] | None = None, recipe: Recipe | None = None, split: str = "test",
              data_dir=None, device: str = "auto", out_dir: str | Path | None = None, registry=None,
              limit: int | None = None, baselines: Sequence[str] = (), **decode_overrides) -> dict:
-    """Decode `split` with the checkpoint's model and score it, next to any model-free `baselines`
-    of the task; returns the report (also written). With no checkpoint, only the baselines."""
+    """Decode `split` with the checkpoint's model (several checkpoints: their ensemble) and score it,
+    next to any model-free `baselines` of the task; returns the report (also written). With no
+    checkpoint, only the baselines."""
     if checkpoint is None and recipe is None:
         raise T2TError("evaluate needs a checkpoint, or a recipe and --baseline")
     pipe = None
@@ -51,7 +52,9 @@ def evaluate(checkpoint: str | Path | None = None, recipe: Recipe | None = None,
             pipe.task = build_task(pipe.recipe, pipe.registry, data_dir)
             pipe.task.load_state_dict(trained)
         recipe, task, registry = pipe.recipe, pipe.task, pipe.registry
-        out = Path(out_dir) if out_dir else run_dir_of(pipe.checkpoint_path) / "eval"
+        files = pipe.checkpoint_paths
+        default = "eval" if len(files) == 1 else f"eval-ensemble{len(files)}"    # not over the first model's report
+        out = Path(out_dir) if out_dir else run_dir_of(pipe.checkpoint_path) / default
     else:
         if registry is None:
             from t2t.registry import get_registry
@@ -97,7 +100,8 @@ def _decode_and_score(pipe: Pipeline, examples, split: str, out: Path, opts) -> 
                 ft.write("\t".join(_one_line(x) for x in (ex.id, src, text, " ||| ".join(ex.refs))) + "\n")
     elapsed = time.time() - started
     nll, tokens = pipe.reference_loss(examples)
-    return {"checkpoint": str(pipe.checkpoint_path), "decode": dataclasses.asdict(opts),
+    files = [str(f) for f in pipe.checkpoint_paths]
+    return {"checkpoint": " + ".join(files), **({"ensemble": files} if len(files) > 1 else {}), "decode": dataclasses.asdict(opts),
             "metrics": {m.name: m.result().to_dict() for m in metrics},
             "reference_ppl": math.exp(min(nll / max(tokens, 1), 50)), "avg_words": words / max(len(examples), 1),
             "time_s": round(elapsed, 2), "sentences_per_s": round(len(examples) / max(elapsed, 1e-9), 2),

@@ -109,6 +109,9 @@ class TrainOptions(Options):
 
     device: str = option("auto", help="auto | cpu | cuda | cuda:N (the CLI's --device wins)")
     threads: Optional[int] = option(None, min=1, help="CPU threads for torch (default: torch's choice)")
+    seed: Optional[int] = option(None, help="seeds the initial weights, dropout and batch order (default: the "
+                                 "recipe's seed). The data split, held-out examples and vocabulary follow the "
+                                 "recipe's seed alone, so runs that differ only here can be decoded as an ensemble")
     max_tokens: int = option(4096, min=1, help="tokens per batch (source or target, whichever is larger)")
     max_sentences: Optional[int] = option(None, min=1, help="at most this many examples per batch")
     max_epochs: int = option(10, min=1, help="stop after this many passes over the training data")

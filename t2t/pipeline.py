@@ -131,6 +131,8 @@ class Pipeline:
         v = tgt_tok.vocab
         self.specials = Specials(bos=v.bos, eos=v.eos, pad=v.pad, unk=v.unk)
         self.owns_model = False          # True when loaded for decoding: it may cast the weights
+        self.checkpoint_path: Path | None = None     # where it was loaded from (the first of an ensemble)
+        self.checkpoint_paths: list[Path] = []
         self.truncated = 0               # sources cut to the model's maximum length so far
 
     # ------------------------------------------------------------------ building
@@ -140,30 +142,58 @@ class Pipeline:
                          pad=tgt_tok.vocab.pad, feature_dim=task.feature_dim(), shared_vocab=shared and src_tok is tgt_tok)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", registry=None,
-                        data_dir: str | os.PathLike | None = None) -> "Pipeline":
+    def from_checkpoint(cls, path: str | os.PathLike | Sequence[str | os.PathLike], device: str = "auto",
+                        registry=None, data_dir: str | os.PathLike | None = None) -> "Pipeline":
+        """A pipeline from a run directory or checkpoint file; from several, an ensemble of their
+        models (`t2t.models.ensemble`), which must share the tokenizers; the first gives the recipe."""
         if registry is None:
             from t2t.registry import get_registry
             registry = get_registry()
-        file = ckpt.resolve(Path(path))
+        paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+        if not paths:
+            raise T2TError("no checkpoint given")
+        file = ckpt.resolve(Path(paths[0]))
         data = ckpt.load(file)
         recipe = recipe_from_text(data["recipe"], registry, where=f"{file} (recipe)")
         task = build_task(recipe, registry, data_dir)
         task.load_state_dict(data.get("task_state", {}))
         src_tok, tgt_tok = build_tokenizers(recipe, registry, task, states=data["tokenizers"])
-        spec = ModelSpec(**data["spec"])
-        model = build_model(recipe, registry, spec)
+        models = [cls._load_model(file, data, recipe, registry)]
+        files = [file]
+        for other in paths[1:]:
+            f = ckpt.resolve(Path(other))
+            d = ckpt.load(f)
+            r = recipe_from_text(d["recipe"], registry, where=f"{f} (recipe)")
+            if not _same(d["tokenizers"], data["tokenizers"]) or r.tokenizer != recipe.tokenizer:
+                raise CheckpointError(f"{f}: its tokenizers differ from those of {file}; an ensemble's models "
+                                      f"must share them (train them from one recipe, varying train.seed)")
+            models.append(cls._load_model(f, d, r, registry))
+            files.append(f)
+        if len(models) > 1:
+            from t2t.models.ensemble import Ensemble
+            try:
+                model = Ensemble(models)
+            except ValueError as e:
+                raise CheckpointError(f"{', '.join(map(str, files))}: {e}") from None
+        else:
+            model = models[0]
+        dev = resolve_device(device)
+        model.to(dev).eval()
+        pipe = cls(recipe, task, src_tok, tgt_tok, model, dev, registry)
+        pipe.checkpoint_path = file
+        pipe.checkpoint_paths = files
+        pipe.owns_model = True
+        return pipe
+
+    @staticmethod
+    def _load_model(file: Path, data: dict, recipe: Recipe, registry) -> Seq2Seq:
+        model = build_model(recipe, registry, ModelSpec(**data["spec"]))
         try:
             model.load_state_dict(data["model"])
         except RuntimeError as e:
             raise CheckpointError(f"{file}: weights do not fit the model its recipe describes: "
                                   f"{str(e).splitlines()[0]}") from None
-        dev = resolve_device(device)
-        model.to(dev).eval()
-        pipe = cls(recipe, task, src_tok, tgt_tok, model, dev, registry)
-        pipe.checkpoint_path = file
-        pipe.owns_model = True
-        return pipe
+        return model
 
     def payload(self) -> dict:
         """What a checkpoint needs to rebuild this pipeline (tensors and plain data only)."""
@@ -314,6 +344,18 @@ class Pipeline:
         return [t[0] for t in texts] if opts.nbest == 1 else texts
 
 
-def load(path: str | os.PathLike, device: str = "auto", data_dir: str | os.PathLike | None = None) -> Pipeline:
-    """A trained model from a run directory (its best checkpoint) or a checkpoint file."""
+def _same(a: Any, b: Any) -> bool:
+    """Equality of nested plain data that may hold tensors."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and bool((a == b).all())
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def load(path: str | os.PathLike | Sequence[str | os.PathLike], device: str = "auto", data_dir: str | os.PathLike | None = None) -> Pipeline:
+    """A trained model from a run directory (its best checkpoint) or a checkpoint file; given
+    several, their ensemble."""
     return Pipeline.from_checkpoint(path, device=device, data_dir=data_dir)

@@ -75,6 +75,7 @@ class Trainer:
             raise T2TError(f"--reset {','.join(bad)}: unknown; allowed: {', '.join(RESETS)}")
         self.recipe, self.registry, self.data_dir = recipe, registry, data_dir
         self.opts = recipe.train
+        self.seed = recipe.seed if self.opts.seed is None else self.opts.seed   # weights and batch order
         self.resume, self.reset, self.overwrite = resume, set(reset), overwrite
         self.dist = distributed.from_environment()
         device = resolve_device(device or self.opts.device)
@@ -200,7 +201,7 @@ class Trainer:
         """This epoch's batches (example indices), the same on every worker."""
         o = self.opts
         batches = batch_indices(self.lengths, o.max_tokens, o.max_sentences, shuffle=True,
-                                seed=self.recipe.seed * 1_000_003 + epoch)
+                                seed=self.seed * 1_000_003 + epoch)
         world = self.dist.world_size
         return batches[: len(batches) - len(batches) % world] if world > 1 else batches
 
@@ -229,9 +230,9 @@ class Trainer:
         started = time.time()
         if o.threads:
             torch.set_num_threads(o.threads)
-        random.seed(self.recipe.seed + self.dist.rank)
-        np.random.seed(self.recipe.seed + self.dist.rank)
-        torch.manual_seed(self.recipe.seed + self.dist.rank)
+        random.seed(self.seed + self.dist.rank)
+        np.random.seed(self.seed + self.dist.rank)
+        torch.manual_seed(self.seed + self.dist.rank)
         distributed.init(self.dist, self.device, o.dist_timeout)
         resumed = self._prepare_directory() if self.dist.main else None
         distributed.barrier()

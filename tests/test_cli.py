@@ -153,3 +153,30 @@ def test_mbr_outputs_the_candidate_the_others_agree_with_most(run, capsys):
                            (["--mbr", "3", "--beam", "3", "--mbr-metric", "blue"], "unknown metric 'blue'")):
         assert main(["generate", "--checkpoint", str(tmp / "run"), "--input", str(tmp / "mbr.txt"), *flags]) != 0
         assert message in capsys.readouterr().err
+
+
+def test_ensemble_of_runs_that_differ_in_train_seed(run, capsys):
+    """train.seed changes the weights but not the split or vocabulary, so such runs decode together:
+    `--checkpoint A B` evaluates and generates with their ensemble; other tokenizers are refused."""
+    from t2t import checkpoint as ckpt
+    from t2t.pipeline import load
+    tmp, path = run
+    assert main(["--quiet", "train", str(path), "train.seed=2", f"output_dir={tmp / 'seed2'}"]) == 0
+    one, two = (ckpt.load(ckpt.resolve(tmp / r)) for r in ("run", "seed2"))
+    assert one["tokenizers"] == two["tokenizers"] and one["task_state"] == two["task_state"]
+    assert not torch.equal(one["model"]["out.weight"], two["model"]["out.weight"])
+    assert main(["evaluate", str(path), "--checkpoint", str(tmp / "run"), str(tmp / "seed2"), "--out", str(tmp / "ens")]) == 0
+    report = json.loads((tmp / "ens" / "test.report.json").read_text())
+    assert len(report["ensemble"]) == 2 and report["sentences"] == 40 and report["reference_ppl"] > 1
+    words = ["a b c", "d e f g"]
+    ens = load([tmp / "run", tmp / "seed2"], device="cpu")
+    assert type(ens.model).__name__ == "Ensemble" and len(ens.generate(words, beam=3)) == 2
+    (tmp / "ens.txt").write_text("a b c\n")
+    capsys.readouterr()
+    assert main(["generate", "--checkpoint", str(tmp / "run"), "--checkpoint", str(tmp / "seed2"),
+                 "--input", str(tmp / "ens.txt")]) == 0
+    assert capsys.readouterr().out == ens.generate(["a b c"])[0] + "\n"
+    assert main(["--quiet", "train", str(path), "train.max_epochs=1", "tokenizer.lowercase=true",
+                 f"output_dir={tmp / 'lower'}"]) == 0
+    assert main(["generate", "--checkpoint", str(tmp / "run"), str(tmp / "lower"), "--input", str(tmp / "ens.txt")]) != 0
+    assert "its tokenizers differ from those of" in capsys.readouterr().err

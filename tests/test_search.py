@@ -181,3 +181,41 @@ def test_attention_returned_with_hypotheses():
         a = hyps[0].attention
         assert a.shape == (len(hyps[0].tokens) + 1, src.shape[1])
         assert torch.allclose(a.sum(-1), torch.ones(a.shape[0]), atol=1e-5)
+
+
+def test_ensemble_scores_are_the_mean_of_the_members_probabilities():
+    """Beam search over an RNN + Transformer ensemble: each hypothesis's log-probability is that of
+    the mean of the members' teacher-forced distributions, token by token (which also checks that
+    every member's state follows its beams through reordering and finished sentences)."""
+    from t2t.models.ensemble import Ensemble
+    rnn, tf = random_models()
+    ens = Ensemble([rnn, tf]).eval()
+    src, lengths = sources(3)
+    results = generate(ens, src, lengths, opts(beam=3, nbest=3, length_penalty=1.0, max_len_b=6))
+    for i, hyps in enumerate(results):
+        n = int(lengths[i])
+        for h in hyps:
+            tgt = torch.tensor([[2] + h.tokens])
+            with torch.no_grad():
+                probs = [torch.softmax(m(src[i: i + 1, :n], lengths[i: i + 1], tgt).float(), -1)[0] for m in (rnn, tf)]
+                mixed = torch.log((probs[0] + probs[1]) / 2)
+                forced = ens(src[i: i + 1, :n], lengths[i: i + 1], tgt)[0]
+            want = float(sum(mixed[t, tok] for t, tok in enumerate(h.tokens + [EOS])))
+            assert math.isclose(h.logprob, want, abs_tol=1e-4)
+            assert torch.allclose(forced, mixed, atol=1e-5)
+    alone = generate(rnn, src, lengths, opts(beam=3, max_len_b=6))
+    assert [h[0].tokens for h in results] != [h[0].tokens for h in alone]      # the mixture is not one member
+
+
+def test_ensemble_of_one_model_twice_decodes_as_the_model():
+    from t2t.models.ensemble import Ensemble
+    model = list(random_models())[1]
+    src, lengths = sources(4)
+    o = opts(beam=4, nbest=2, length_penalty=1.0, max_len_b=7)
+    for mine, twice in zip(generate(model, src, lengths, o), generate(Ensemble([model, model]), src, lengths, o)):
+        assert [h.tokens for h in mine] == [h.tokens for h in twice]
+        assert all(math.isclose(a.score, b.score, abs_tol=1e-5) for a, b in zip(mine, twice))
+    with pytest.raises(ValueError, match="at least two"):
+        Ensemble([model])
+    with pytest.raises(ValueError, match="different target vocabularies"):
+        Ensemble([model, trap()])
