@@ -56,9 +56,8 @@ def evaluate(checkpoint: str | Path | Sequence[str | Path] | None = None, recipe
         default = "eval" if len(files) == 1 else f"eval-ensemble{len(files)}"    # not over the first model's report
         out = Path(out_dir) if out_dir else run_dir_of(pipe.checkpoint_path) / default
     else:
-        if registry is None:
-            from t2t.registry import get_registry
-            registry = get_registry()
+        from t2t.registry import get_registry
+        registry = get_registry(registry)
         task = build_task(recipe, registry, data_dir)
         out = Path(out_dir) if out_dir else Path(recipe.output_dir) / "eval"
     unknown = [b for b in baselines if b not in task.baselines]

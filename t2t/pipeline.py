@@ -146,9 +146,8 @@ class Pipeline:
                         registry=None, data_dir: str | os.PathLike | None = None) -> "Pipeline":
         """A pipeline from a run directory or checkpoint file; from several, an ensemble of their
         models (`t2t.models.ensemble`), which must share the tokenizers; the first gives the recipe."""
-        if registry is None:
-            from t2t.registry import get_registry
-            registry = get_registry()
+        from t2t.registry import get_registry
+        registry = get_registry(registry)
         paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
         if not paths:
             raise T2TError("no checkpoint given")
@@ -308,9 +307,8 @@ class Pipeline:
             raise T2TError("decode.mbr needs a metric to measure agreement: set decode.mbr_metric "
                            "(e.g. chrf or rouge) or list metrics in the recipe")
         registry = self.registry
-        if registry is None:
-            from t2t.registry import get_registry
-            registry = get_registry()
+        from t2t.registry import get_registry
+        registry = get_registry(registry)
         cls = registry.get("metrics", name)
         options = next((m.options for m in specs if m.name == name), None)
         return cls(options)

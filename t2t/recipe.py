@@ -226,9 +226,8 @@ class _Validator:
 
     # -- the whole recipe
     def recipe(self, root: yaml.MappingNode) -> Recipe:
-        if self.registry is None:
-            from t2t.registry import get_registry
-            self.registry = get_registry()
+        from t2t.registry import get_registry
+        self.registry = get_registry(self.registry)
         sections = self.mapping_items(root, "")
         for key, (knode, _) in sections.items():
             if key not in SECTIONS:

@@ -250,9 +250,12 @@ def _env_list(var: str) -> set[str] | None:
 _current: Registry | None = None
 
 
-def get_registry() -> Registry:
-    """The process's registry, loaded from entry points on first use."""
+def get_registry(given: Registry | None = None) -> Registry:
+    """`given` where a caller passed one, else the process's registry, loaded from entry points on
+    first use."""
     global _current
+    if given is not None:
+        return given
     if _current is None:
         _current = Registry.from_entry_points()
     return _current

@@ -67,9 +67,8 @@ def train(recipe: Recipe, data_dir=None, device: str | None = None, resume: bool
 class Trainer:
     def __init__(self, recipe: Recipe, registry=None, data_dir=None, device: str | None = None,
                  resume: bool = False, reset: Sequence[str] = (), overwrite: bool = False):
-        if registry is None:
-            from t2t.registry import get_registry
-            registry = get_registry()
+        from t2t.registry import get_registry
+        registry = get_registry(registry)
         bad = [r for r in reset if r not in RESETS]
         if bad:
             raise T2TError(f"--reset {','.join(bad)}: unknown; allowed: {', '.join(RESETS)}")
