@@ -263,6 +263,8 @@ class Pipeline:
             generator = torch.Generator(device=self.device).manual_seed(self.recipe.seed if seed is None else seed)
         model = self.model
         if opts.ctc_weight:
+            if len(self.checkpoint_paths) > 1:
+                raise T2TError("decode.ctc_weight: joint CTC/attention decoding takes one model, not an ensemble")
             try:
                 model = JointCTC(self.model, opts.ctc_weight, self.specials)
             except ValueError as e:

@@ -159,6 +159,7 @@ def test_ensemble_of_runs_that_differ_in_train_seed(run, capsys):
     """train.seed changes the weights but not the split or vocabulary, so such runs decode together:
     `--checkpoint A B` evaluates and generates with their ensemble; other tokenizers are refused."""
     from t2t import checkpoint as ckpt
+    from t2t.errors import T2TError
     from t2t.pipeline import load
     tmp, path = run
     assert main(["--quiet", "train", str(path), "train.seed=2", f"output_dir={tmp / 'seed2'}"]) == 0
@@ -171,6 +172,8 @@ def test_ensemble_of_runs_that_differ_in_train_seed(run, capsys):
     words = ["a b c", "d e f g"]
     ens = load([tmp / "run", tmp / "seed2"], device="cpu")
     assert type(ens.model).__name__ == "Ensemble" and len(ens.generate(words, beam=3)) == 2
+    with pytest.raises(T2TError, match="takes one model, not an ensemble"):
+        ens.generate(words, ctc_weight=0.3)
     (tmp / "ens.txt").write_text("a b c\n")
     capsys.readouterr()
     assert main(["generate", "--checkpoint", str(tmp / "run"), "--checkpoint", str(tmp / "seed2"),

@@ -215,6 +215,9 @@ def test_ensemble_of_one_model_twice_decodes_as_the_model():
     for mine, twice in zip(generate(model, src, lengths, o), generate(Ensemble([model, model]), src, lengths, o)):
         assert [h.tokens for h in mine] == [h.tokens for h in twice]
         assert all(math.isclose(a.score, b.score, abs_tol=1e-5) for a, b in zip(mine, twice))
+    for mine, twice in zip(generate(model, src, lengths, o, need_attention=True),
+                           generate(Ensemble([model, model]), src, lengths, o, need_attention=True)):
+        assert torch.allclose(mine[0].attention, twice[0].attention, atol=1e-6)
     with pytest.raises(ValueError, match="at least two"):
         Ensemble([model])
     with pytest.raises(ValueError, match="different target vocabularies"):

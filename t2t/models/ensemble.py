@@ -54,8 +54,10 @@ class Ensemble(nn.Module):
             states.append(s)
         new = {"members": states}
         attn = [s["attn"] for s in states if "attn" in s]
-        if len(attn) == len(states):                     # each member's attention over the same source
-            new["attn"] = torch.stack([a.float() for a in attn]).mean(0)
+        if attn and len(attn) == len(states):
+            # the mean where every member attends over the same positions, else the first's
+            same = all(a.shape == attn[0].shape for a in attn)
+            new["attn"] = torch.stack([a.float() for a in attn]).mean(0) if same else attn[0]
         return self._mix(lps), new
 
     def reorder_state(self, state: dict, rows: torch.Tensor) -> dict:
