@@ -184,12 +184,16 @@ def test_attention_returned_with_hypotheses():
 
 
 def test_ensemble_scores_are_the_mean_of_the_members_probabilities():
-    """Beam search over an RNN + Transformer ensemble: each hypothesis's log-probability is that of
+    """Beam search over an RNN + Transformer + copy-Transformer ensemble: each hypothesis's log-probability is that of
     the mean of the members' teacher-forced distributions, token by token (which also checks that
     every member's state follows its beams through reordering and finished sentences)."""
     from t2t.models.ensemble import Ensemble
     rnn, tf = random_models()
-    ens = Ensemble([rnn, tf]).eval()
+    torch.manual_seed(1)      # a pointer-generator member: its scores are log-probabilities already
+    copy = Transformer(TransformerOptions(dim=16, heads=2, ff_dim=32, layers=1, dropout=0.0, copy=True),
+                       ModelSpec(src_vocab=V, tgt_vocab=V, shared_vocab=True)).eval()
+    members = (rnn, tf, copy)
+    ens = Ensemble(members).eval()
     src, lengths = sources(3)
     results = generate(ens, src, lengths, opts(beam=3, nbest=3, length_penalty=1.0, max_len_b=6))
     for i, hyps in enumerate(results):
@@ -197,8 +201,8 @@ def test_ensemble_scores_are_the_mean_of_the_members_probabilities():
         for h in hyps:
             tgt = torch.tensor([[2] + h.tokens])
             with torch.no_grad():
-                probs = [torch.softmax(m(src[i: i + 1, :n], lengths[i: i + 1], tgt).float(), -1)[0] for m in (rnn, tf)]
-                mixed = torch.log((probs[0] + probs[1]) / 2)
+                probs = [torch.softmax(m(src[i: i + 1, :n], lengths[i: i + 1], tgt).float(), -1)[0] for m in members]
+                mixed = torch.log(sum(probs) / len(probs))
                 forced = ens(src[i: i + 1, :n], lengths[i: i + 1], tgt)[0]
             want = float(sum(mixed[t, tok] for t, tok in enumerate(h.tokens + [EOS])))
             assert math.isclose(h.logprob, want, abs_tol=1e-4)
