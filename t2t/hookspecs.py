@@ -44,7 +44,9 @@ def t2t_register_models(register):
     """Register model architectures: call `register(ModelSubclass)` once per architecture.
 
     A model has a unique `name` (the recipe's `model.arch`), an `Options` dataclass (its keys
-    under `model:`) and implements `t2t.models.Seq2Seq`.
+    under `model:`) and implements `t2t.models.Seq2Seq`. Through that interface alone it trains,
+    decodes with every search, and joins ensembles (`--checkpoint RUN_A RUN_B`), also with models of
+    other architectures trained on the same tokenizers.
     """
 
 
