@@ -34,9 +34,9 @@ def metric_objects(recipe: Recipe, registry, names: Sequence[str] | None = None)
     return [registry.get("metrics", m.name)(m.options) for m in specs]
 
 
-def evaluate(checkpoint: str | Path | Sequence[str | Path] | None = None, recipe: Recipe | None = None, split: str = "test",
-             data_dir=None, device: str = "auto", out_dir: str | Path | None = None, registry=None,
-             limit: int | None = None, baselines: Sequence[str] = (), **decode_overrides) -> dict:
+def evaluate(checkpoint: str | Path | Sequence[str | Path] | None = None, recipe: Recipe | None = None,
+             split: str = "test", data_dir=None, device: str = "auto", out_dir: str | Path | None = None,
+             registry=None, limit: int | None = None, baselines: Sequence[str] = (), **decode_overrides) -> dict:
     """Decode `split` with the checkpoint's model (several checkpoints: their ensemble) and score it,
     next to any model-free `baselines` of the task; returns the report (also written). With no
     checkpoint, only the baselines."""
@@ -100,7 +100,8 @@ def _decode_and_score(pipe: Pipeline, examples, split: str, out: Path, opts) -> 
     elapsed = time.time() - started
     nll, tokens = pipe.reference_loss(examples)
     files = [str(f) for f in pipe.checkpoint_paths]
-    return {"checkpoint": " + ".join(files), **({"ensemble": files} if len(files) > 1 else {}), "decode": dataclasses.asdict(opts),
+    return {"checkpoint": " + ".join(files), **({"ensemble": files} if len(files) > 1 else {}),
+            "decode": dataclasses.asdict(opts),
             "metrics": {m.name: m.result().to_dict() for m in metrics},
             "reference_ppl": math.exp(min(nll / max(tokens, 1), 50)), "avg_words": words / max(len(examples), 1),
             "time_s": round(elapsed, 2), "sentences_per_s": round(len(examples) / max(elapsed, 1e-9), 2),

@@ -308,10 +308,8 @@ class Pipeline:
         if not name:
             raise T2TError("decode.mbr needs a metric to measure agreement: set decode.mbr_metric "
                            "(e.g. chrf or rouge) or list metrics in the recipe")
-        registry = self.registry
         from t2t.registry import get_registry
-        registry = get_registry(registry)
-        cls = registry.get("metrics", name)
+        cls = get_registry(self.registry).get("metrics", name)
         options = next((m.options for m in specs if m.name == name), None)
         return cls(options)
 
@@ -347,7 +345,8 @@ class Pipeline:
 def _same(a: Any, b: Any) -> bool:
     """Equality of nested plain data that may hold tensors."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and bool((a == b).all())
+        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+                and bool((a == b).all()))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
@@ -355,7 +354,8 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def load(path: str | os.PathLike | Sequence[str | os.PathLike], device: str = "auto", data_dir: str | os.PathLike | None = None) -> Pipeline:
+def load(path: str | os.PathLike | Sequence[str | os.PathLike], device: str = "auto",
+         data_dir: str | os.PathLike | None = None) -> Pipeline:
     """A trained model from a run directory (its best checkpoint) or a checkpoint file; given
     several, their ensemble."""
     return Pipeline.from_checkpoint(path, device=device, data_dir=data_dir)
