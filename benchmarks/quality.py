@@ -74,8 +74,9 @@ def main() -> None:
         train_s = time.time() - started
     for run in args.ensemble:
         train_s += trained(Path(run))["time_s"]
+    members = [recipe.output_dir, *args.ensemble]
     started = time.time()
-    report = evaluate([recipe.output_dir, *args.ensemble], recipe, split=args.split, data_dir=args.data_dir,
+    report = evaluate(members, recipe, split=args.split, data_dir=args.data_dir,
                       device=args.device or "auto", baselines=args.baseline)
     eval_s = time.time() - started
     row = {
@@ -90,7 +91,7 @@ def main() -> None:
         "stopped": summary["status"], "eval_minutes": round(eval_s / 60, 1),
         "machine": machine(recipe.train.threads), "date": time.strftime("%Y-%m-%d"),
         "commit": ran,
-        **({"ensemble": [recipe.output_dir, *args.ensemble]} if args.ensemble else {}),
+        **({"ensemble": members} if args.ensemble else {}),
     }
     record(name, row)
     print(json.dumps(row, indent=1))

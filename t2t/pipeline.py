@@ -21,6 +21,7 @@ from t2t.errors import CheckpointError, T2TError
 from t2t.metric import Metric, mbr_order
 from t2t.models.base import ModelSpec, Seq2Seq
 from t2t.models.ctc import JointCTC
+from t2t.models.ensemble import Ensemble
 from t2t.options import DecodeOptions
 from t2t.recipe import Recipe, recipe_from_text, resolve_data_dir
 from t2t.search import Hypothesis, Specials, generate
@@ -131,9 +132,13 @@ class Pipeline:
         v = tgt_tok.vocab
         self.specials = Specials(bos=v.bos, eos=v.eos, pad=v.pad, unk=v.unk)
         self.owns_model = False          # True when loaded for decoding: it may cast the weights
-        self.checkpoint_path: Path | None = None     # where it was loaded from (the first of an ensemble)
-        self.checkpoint_paths: list[Path] = []
+        self.checkpoint_paths: list[Path] = []     # where it was loaded from (an ensemble's members)
         self.truncated = 0               # sources cut to the model's maximum length so far
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """The checkpoint it was loaded from (an ensemble's first), None when built in memory."""
+        return self.checkpoint_paths[0] if self.checkpoint_paths else None
 
     # ------------------------------------------------------------------ building
     @staticmethod
@@ -151,25 +156,19 @@ class Pipeline:
         paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
         if not paths:
             raise T2TError("no checkpoint given")
-        file = ckpt.resolve(Path(paths[0]))
-        data = ckpt.load(file)
-        recipe = recipe_from_text(data["recipe"], registry, where=f"{file} (recipe)")
-        task = build_task(recipe, registry, data_dir)
-        task.load_state_dict(data.get("task_state", {}))
-        src_tok, tgt_tok = build_tokenizers(recipe, registry, task, states=data["tokenizers"])
-        models = [cls._load_model(file, data, recipe, registry)]
-        files = [file]
-        for other in paths[1:]:
-            f = ckpt.resolve(Path(other))
-            d = ckpt.load(f)
-            r = recipe_from_text(d["recipe"], registry, where=f"{f} (recipe)")
+        files = [ckpt.resolve(Path(p)) for p in paths]
+        loaded = [(f, d, recipe_from_text(d["recipe"], registry, where=f"{f} (recipe)"))
+                  for f, d in ((f, ckpt.load(f)) for f in files)]
+        file, data, recipe = loaded[0]
+        for f, d, r in loaded[1:]:
             if not _same(d["tokenizers"], data["tokenizers"]) or r.tokenizer != recipe.tokenizer:
                 raise CheckpointError(f"{f}: its tokenizers differ from those of {file}; an ensemble's models "
                                       f"must share them (train them from one recipe, varying train.seed)")
-            models.append(cls._load_model(f, d, r, registry))
-            files.append(f)
+        task = build_task(recipe, registry, data_dir)
+        task.load_state_dict(data.get("task_state", {}))
+        src_tok, tgt_tok = build_tokenizers(recipe, registry, task, states=data["tokenizers"])
+        models = [cls._load_model(f, d, r, registry) for f, d, r in loaded]
         if len(models) > 1:
-            from t2t.models.ensemble import Ensemble
             try:
                 model = Ensemble(models)
             except ValueError as e:
@@ -179,7 +178,6 @@ class Pipeline:
         dev = resolve_device(device)
         model.to(dev).eval()
         pipe = cls(recipe, task, src_tok, tgt_tok, model, dev, registry)
-        pipe.checkpoint_path = file
         pipe.checkpoint_paths = files
         pipe.owns_model = True
         return pipe
@@ -263,7 +261,7 @@ class Pipeline:
             generator = torch.Generator(device=self.device).manual_seed(self.recipe.seed if seed is None else seed)
         model = self.model
         if opts.ctc_weight:
-            if len(self.checkpoint_paths) > 1:
+            if isinstance(self.model, Ensemble):
                 raise T2TError("decode.ctc_weight: joint CTC/attention decoding takes one model, not an ensemble")
             try:
                 model = JointCTC(self.model, opts.ctc_weight, self.specials)
