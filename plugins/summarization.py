@@ -74,17 +74,21 @@ class Summarization(t2t.Task):
         if cut:
             log.info(f"{path}: {cut} source(s) cut to data.max_source_words = {o.max_source_words}")
 
-    def examples(self, split: str) -> list[t2t.Example]:
-        out = super().examples(split)
+    def stream(self, split: str) -> Iterator[t2t.Example]:
         floor = self.options.min_target_coverage
         if split != "train" or not floor:
-            return out
-        kept = [ex for ex in out if target_coverage(ex.source, ex.target) >= floor]
+            yield from super().stream(split)
+            return
+        seen = kept = 0
+        for ex in super().stream(split):
+            seen += 1
+            if target_coverage(ex.source, ex.target) >= floor:
+                kept += 1
+                yield ex
         if not kept:
-            raise DataError(f"data.min_target_coverage: {floor} drops every one of the {len(out)} training pairs")
-        log.info(f"data.min_target_coverage = {floor}: kept {len(kept)} of {len(out)} training pairs "
-                 f"({len(out) - len(kept)} targets mostly not in their source)")
-        return kept
+            raise DataError(f"data.min_target_coverage: {floor} drops every one of the {seen} training pairs")
+        log.info(f"data.min_target_coverage = {floor}: kept {kept} of {seen} training pairs "
+                 f"({seen - kept} targets mostly not in their source)")
 
     def _rows(self, path) -> Iterator[tuple[str, dict]]:
         o = self.options

@@ -71,6 +71,8 @@ class Translation(t2t.Task):
 
     def _keep(self, src: str, tgt: str) -> bool:
         o = self.options
+        if o.min_words <= 1 and o.max_words is None and o.max_ratio is None:
+            return True                     # a side that is not blank has a word: nothing to count
         ls, lt = len(src.split()), len(tgt.split())
         if min(ls, lt) < o.min_words or (o.max_words is not None and max(ls, lt) > o.max_words):
             return False

@@ -7,6 +7,7 @@ traceback. Usage errors exit with 2 (argparse), an interrupt with 130.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -79,8 +80,8 @@ def _load_recipe(args):
 
 
 def cmd_train(args) -> int:
-    if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        return _relaunch(args.nproc)
+    if ((args.nproc and args.nproc > 1) or (args.nnodes and args.nnodes > 1)) and "WORLD_SIZE" not in os.environ:
+        return _relaunch(args)
     recipe = _load_recipe(args)
     from t2t.trainer import train
     summary = _with_progress(lambda: train(recipe, data_dir=args.data_dir, device=args.device, resume=args.resume,
@@ -99,19 +100,46 @@ def _with_progress(fn):
         reg.unregister("progress-bar")
 
 
-def _relaunch(nproc: int) -> int:
-    """Run this same command under torchrun with `nproc` workers on this machine."""
-    argv = [a for a in sys.argv[1:]]
-    for i, a in enumerate(argv):
-        if a == "--nproc":
-            del argv[i: i + 2]
-            break
-        if a.startswith("--nproc="):
-            del argv[i]
-            break
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "t2t.cli", *argv]
-    return subprocess.call(cmd)
+def _relaunch(args) -> int:
+    """Run this same command under torchrun: `--nproc` workers on this machine, and with
+    `--nnodes` this machine as one of several that meet at `--master` (c10d rendezvous)."""
+    argv, skip = [], 0
+    for a in sys.argv[1:]:
+        if skip:
+            skip -= 1
+            continue
+        name = a.split("=")[0]
+        if name in _LAUNCH_FLAGS:
+            skip = 0 if "=" in a else 1
+            continue
+        argv.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={args.nproc or 1}"]
+    if args.nnodes and args.nnodes > 1:
+        if not args.master:
+            raise T2TError("--nnodes needs --master HOST:PORT (the address every node reaches the first at)")
+        run_id = hashlib.sha1(os.path.abspath(args.recipe).encode()).hexdigest()[:12]
+        cmd += [f"--nnodes={args.nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={args.master}",
+                f"--rdzv-id=t2t-{run_id}"]
+        if args.node_rank is not None:
+            cmd.append(f"--node-rank={args.node_rank}")
+    else:
+        cmd.append("--standalone")
+    return subprocess.call([*cmd, "-m", "t2t.cli", *argv])
+
+
+_LAUNCH_FLAGS = ("--nproc", "--nnodes", "--node-rank", "--master")
+
+
+def cmd_prepare(args) -> int:
+    recipe = _load_recipe(args)
+    from t2t.trainer import prepare
+    summary = prepare(recipe, data_dir=args.data_dir)
+    for name, info in summary["splits"].items():
+        c = info["counts"]
+        print(f"{name}: {c['kept']:,} examples in {info['folder']} ({c['filtered']} filtered, {c['truncated']} "
+              f"truncated, {c['empty']} empty; {info['bytes'] / 2**20:,.1f} MiB)")
+    print(f"tokenizers: {summary['tokenizers']}")
+    return 0
 
 
 def _print_summary(summary: dict) -> None:
@@ -355,7 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset", help="with --resume: comma list of optimizer,scheduler,dataloader,meters to start afresh")
     p.add_argument("--overwrite", action="store_true", help="delete the run's checkpoints and start over")
     p.add_argument("--nproc", type=int, help="train with N processes on this machine (torchrun)")
+    p.add_argument("--nnodes", type=int, help="train on N machines; run the same command on each")
+    p.add_argument("--node-rank", type=int, help="with --nnodes: this machine's place, 0 to N-1")
+    p.add_argument("--master", metavar="HOST:PORT", help="with --nnodes: where the machines meet (the first's address)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("prepare", help="tokenize and encode a recipe's training data once, for every run to share")
+    _add_common(p)
+    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("run", help="train a recipe, then evaluate it on the test split")
     _add_common(p)

@@ -15,8 +15,9 @@ import random
 from itertools import zip_longest
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from t2t.errors import DataError
@@ -111,70 +112,42 @@ def read_tsv(path: Path, problems: Problems, header: bool = True) -> Iterator[tu
             yield lineno, row
 
 
-# --------------------------------------------------------------------------- encoded examples
+# --------------------------------------------------------------------------- batches
 
 
-@dataclass
-class Encoded:
-    """An example as ids: `src` is a list of ids or a (frames, features) tensor."""
-
-    src: Any
-    tgt: list[int]
-    index: int            # position in the split (to restore order and find references)
-
-    @property
-    def src_len(self) -> int:
-        return len(self.src)
-
-
-def encode_examples(examples: Sequence, encode_source: Callable[[Any], Any], encode_target: Callable[[str], list[int]],
-                    max_source_len: int | None = None, max_target_len: int | None = None,
-                    overlong: str = "filter") -> tuple[list[Encoded], dict[str, int]]:
-    """Encode every example; drop or cut those over the limits. Returns (items, counts)."""
-    items, counts = [], {"filtered": 0, "truncated": 0, "empty": 0}
-    for i, ex in enumerate(examples):
-        src, tgt = encode_source(ex.source), encode_target(ex.target)
-        if len(src) == 0 or len(tgt) == 0:
-            counts["empty"] += 1
-            continue
-        too_long = (max_source_len is not None and len(src) > max_source_len) or \
-                   (max_target_len is not None and len(tgt) > max_target_len)
-        if too_long:
-            if overlong == "filter":
-                counts["filtered"] += 1
-                continue
-            counts["truncated"] += 1
-            src, tgt = src[:max_source_len], tgt[:max_target_len]
-        items.append(Encoded(src, tgt, i))
-    return items, counts
-
-
-def batch_indices(lengths: Sequence[tuple[int, int]], max_tokens: int, max_sentences: int | None = None,
-                  shuffle: bool = False, seed: int = 0) -> list[list[int]]:
+def batch_indices(lengths, max_tokens: int, max_sentences: int | None = None,
+                  shuffle: bool = False, seed: int = 0) -> list[np.ndarray]:
     """Group example indices into batches of at most `max_tokens` padded tokens per side.
 
-    `lengths` are (source, target) lengths; the target length counts the extra <s>/</s>. Examples
-    are sorted by length (ties broken randomly when shuffling) and cut greedily; with `shuffle`
-    the order of the batches is then permuted. The result depends only on the inputs and `seed`.
+    `lengths` is (N, 2): source and target lengths; the target length counts the extra <s>/</s>.
+    Examples are sorted by length (ties broken randomly when shuffling) and cut greedily; with
+    `shuffle` the order of the batches is then permuted. The result depends only on the inputs and
+    `seed` (Python's `random` draws the permutations, so a seed gives the batches it always gave).
     """
+    lengths = np.asarray(lengths, dtype=np.int64).reshape(-1, 2)
+    n = len(lengths)
     rng = random.Random(seed)
-    order = list(range(len(lengths)))
     if shuffle:
+        order = list(range(n))
         rng.shuffle(order)
-    order.sort(key=lambda i: (lengths[i][0], lengths[i][1]))   # stable: shuffled ties stay shuffled
-    batches, current, longest = [], [], 0
-    for i in order:
-        size = max(lengths[i][0], lengths[i][1] + 1)
-        grown = max(longest, size)
-        full = current and (grown * (len(current) + 1) > max_tokens or
-                            (max_sentences is not None and len(current) >= max_sentences))
-        if full:
-            batches.append(current)
-            current, grown = [], size
-        current.append(i)
-        longest = grown
-    if current:
-        batches.append(current)
+        order = np.array(order, dtype=np.int64)
+    else:
+        order = np.arange(n, dtype=np.int64)
+    if n:           # stable sort by (source, target): shuffled ties stay shuffled
+        key = lengths[order, 0] * (int(lengths[:, 1].max()) + 1) + lengths[order, 1]
+        order = order[np.argsort(key, kind="stable")]
+    size = np.maximum(lengths[order, 0], lengths[order, 1] + 1)
+    cap = max_sentences or n
+    batches, i = [], 0
+    while i < n:
+        # a batch grows while (its longest) x (its count) fits; that product only grows, so the
+        # first item that does not fit ends it; no batch is longer than max_tokens // size[i] + 1
+        most = min(n - i, cap, max_tokens // max(int(size[i]), 1) + 1)
+        longest = np.maximum.accumulate(size[i: i + most])
+        fits = longest[1:] * np.arange(2, most + 1) <= max_tokens
+        k = most if fits.all() else 1 + int(fits.argmin())
+        batches.append(order[i: i + k])
+        i += k
     if shuffle:
         rng.shuffle(batches)
     return batches
@@ -206,38 +179,15 @@ class Batch:
         return len(self.index)
 
 
-def collate(items: Sequence[Encoded], pad: int, bos: int, eos: int, with_target: bool = True) -> Batch:
-    """Pad a list of encoded examples into a Batch."""
-    lengths = torch.tensor([it.src_len for it in items], dtype=torch.long)
-    if isinstance(items[0].src, torch.Tensor):
-        feat = items[0].src.shape[-1]
-        src = torch.zeros(len(items), int(lengths.max()), feat, dtype=items[0].src.dtype)
-        for b, it in enumerate(items):
-            src[b, : it.src_len] = it.src
-    else:
-        src = torch.full((len(items), int(lengths.max())), pad, dtype=torch.long)
-        for b, it in enumerate(items):
-            src[b, : it.src_len] = torch.as_tensor(it.src, dtype=torch.long)
-    tgt_in = tgt_out = None
-    if with_target:
-        t = max(len(it.tgt) for it in items) + 1
-        tgt_in = torch.full((len(items), t), pad, dtype=torch.long)
-        tgt_out = torch.full((len(items), t), pad, dtype=torch.long)
-        for b, it in enumerate(items):
-            ids = torch.as_tensor(it.tgt, dtype=torch.long)
-            tgt_in[b, 0] = bos
-            tgt_in[b, 1: len(ids) + 1] = ids
-            tgt_out[b, : len(ids)] = ids
-            tgt_out[b, len(ids)] = eos
-    return Batch(src, lengths, tgt_in, tgt_out, [it.index for it in items])
-
-
-def padding_ratio(batches: Sequence[Sequence[int]], lengths: Sequence[tuple[int, int]]) -> float:
+def padding_ratio(batches: Sequence[np.ndarray], lengths) -> float:
     """Share of padded positions (both sides) over a list of index batches."""
-    real = padded = 0
-    for b in batches:
-        s = [lengths[i][0] for i in b]
-        t = [lengths[i][1] + 1 for i in b]
-        real += sum(s) + sum(t)
-        padded += len(b) * (max(s) + max(t))
+    if not batches:
+        return 0.0
+    lengths = np.asarray(lengths, dtype=np.int64).reshape(-1, 2)
+    flat = np.concatenate(batches)
+    starts = np.cumsum([0] + [len(b) for b in batches[:-1]])
+    src, tgt = lengths[flat, 0], lengths[flat, 1] + 1
+    counts = np.diff(np.append(starts, len(flat)))
+    real = int(src.sum() + tgt.sum())
+    padded = int((counts * (np.maximum.reduceat(src, starts) + np.maximum.reduceat(tgt, starts))).sum())
     return 1.0 - real / padded if padded else 0.0

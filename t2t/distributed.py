@@ -48,6 +48,8 @@ def init(d: Dist, device: torch.device, timeout_s: float = 600.0) -> None:
 
 
 def shutdown() -> None:
+    global _setup_group
+    _setup_group = None
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -87,6 +89,25 @@ def broadcast(obj, device: torch.device):
         return obj
     box = [obj]
     _guard(lambda: dist.broadcast_object_list(box, src=0, device=device), "broadcast from rank 0")
+    return box[0]
+
+
+# Set-up (training a tokenizer, preparing a corpus) can take far longer than a collective's usual
+# timeout; the other workers wait for it in a group of their own. A worker that dies meanwhile ends
+# the job through torchrun, so the long wait never hangs.
+SETUP_TIMEOUT_S = 24 * 3600.0
+_setup_group = None
+
+
+def broadcast_setup(obj):
+    """Rank 0's Python object on every worker, however long rank 0 takes to make it."""
+    global _setup_group
+    if not dist.is_initialized():
+        return obj
+    if _setup_group is None:
+        _setup_group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=SETUP_TIMEOUT_S))
+    box = [obj]
+    _guard(lambda: dist.broadcast_object_list(box, src=0, group=_setup_group), "waiting for rank 0's set-up")
     return box[0]
 
 

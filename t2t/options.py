@@ -57,6 +57,9 @@ class DataOptions(Options):
                                              "(drawn with the seed; whole conversations for dialogue), so that "
                                              "data without a development split of its own keeps its test split "
                                              "out of checkpoint choice")
+    prepared_dir: Optional[str] = option(None, help="where prepared (encoded, memory-mapped) splits are kept "
+                                         "(default OUTPUT_DIR/prepared); runs and machines that share the folder "
+                                         "share them")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -13,10 +13,12 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from t2t import checkpoint as ckpt
-from t2t.data import Encoded, collate
+from t2t import dataset
+from t2t.data import batch_indices
 from t2t.errors import CheckpointError, T2TError
 from t2t.metric import Metric, mbr_order
 from t2t.models.base import ModelSpec, Seq2Seq
@@ -91,7 +93,8 @@ def build_task(recipe: Recipe, registry, data_dir: str | os.PathLike | None = No
 
 def build_tokenizers(recipe: Recipe, registry, task: Task, train_examples: Sequence | None = None,
                      states: dict | None = None) -> tuple[Tokenizer | None, Tokenizer]:
-    """(source tokenizer or None for feature sources, target tokenizer), trained or restored."""
+    """(source tokenizer or None for feature sources, target tokenizer), trained or restored.
+    `train_examples` is iterated once or twice (as a stream: it may be a re-readable task split)."""
     cls = registry.get("tokenizers", recipe.tokenizer.name)
     text_source = task.source_kind == "text"
     if states is not None:
@@ -104,13 +107,13 @@ def build_tokenizers(recipe: Recipe, registry, task: Task, train_examples: Seque
     symbols = task.special_tokens
     tgt = cls(recipe.tokenizer, symbols)
     if text_source and recipe.tokenizer.shared:
-        tgt.train([t for ex in train_examples for t in (ex.source, ex.target)])
+        tgt.train(t for ex in train_examples for t in (ex.source, ex.target))
         return tgt, tgt
-    tgt.train([ex.target for ex in train_examples])
+    tgt.train(ex.target for ex in train_examples)
     if not text_source:
         return None, tgt
     src = cls(recipe.tokenizer, symbols)
-    src.train([ex.source for ex in train_examples])
+    src.train(ex.source for ex in train_examples)
     return src, tgt
 
 
@@ -216,6 +219,17 @@ class Pipeline:
             encoded = encoded[:most]
         return encoded
 
+    def encoder(self, max_source_len: int | None = None, max_target_len: int | None = None,
+                overlong: str = "filter") -> dataset.Encoder:
+        """How examples become ids for training and scoring: sources as they are (the limits and the
+        `overlong` policy, not the model's limit, decide what is cut), in batches."""
+        if self.src_tok is not None:
+            sources = self.src_tok.encode_batch
+        else:
+            sources = lambda xs: [self.task.prepare_source(x) for x in xs]   # noqa: E731
+        size = max(len(self.tgt_tok.vocab), len(self.src_tok.vocab) if self.src_tok else 0)
+        return dataset.Encoder(sources, self.tgt_tok.encode_batch, max_source_len, max_target_len, overlong, size)
+
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tgt_tok.decode(ids)
 
@@ -248,14 +262,14 @@ class Pipeline:
         if self.owns_model:
             self._set_precision(opts.precision)
         before = self.truncated
-        encoded = [Encoded(self.encode_source(s), [], i) for i, s in enumerate(sources)]
+        encoded = [self.encode_source(s) for s in sources]
         if self.truncated > before:
             log.warning(f"{self.truncated - before} source(s) longer than the model takes "
                         f"({self.model.length_limits()[0]}) were cut")
-        for e in encoded:
-            if e.src_len == 0:
-                e.src = [self.specials.unk] if self.src_tok is not None else e.src
-        order = sorted(range(len(encoded)), key=lambda i: encoded[i].src_len)
+        if self.src_tok is not None:
+            encoded = [e if len(e) else [self.specials.unk] for e in encoded]
+        inputs = dataset.from_encoded(encoded)
+        order = np.argsort(inputs.lengths[:, 0], kind="stable")
         generator = None
         if opts.sampling:
             generator = torch.Generator(device=self.device).manual_seed(self.recipe.seed if seed is None else seed)
@@ -268,13 +282,13 @@ class Pipeline:
             except ValueError as e:
                 raise T2TError(str(e)) from None
         out: list[list[Hypothesis] | None] = [None] * len(encoded)
+        sp = self.specials
         for start in range(0, len(order), opts.max_sentences):
-            items = [encoded[i] for i in order[start: start + opts.max_sentences]]
-            batch = collate(items, self.specials.pad, self.specials.bos, self.specials.eos, with_target=False)
-            batch = batch.to(self.device)
+            idx = order[start: start + opts.max_sentences]
+            batch = inputs.collate(idx, sp.pad, sp.bos, sp.eos, with_target=False).to(self.device)
             hyps = generate(model, batch.src, batch.src_lengths, opts, self.specials, generator, need_attention)
-            for item, h in zip(items, hyps):
-                out[item.index] = h
+            for i, h in zip(batch.index, hyps):
+                out[i] = h
         return out
 
     def _mbr_search(self, sources: Sequence[Any], opts: DecodeOptions, seed: int | None,
@@ -314,16 +328,14 @@ class Pipeline:
     @torch.no_grad()
     def reference_loss(self, examples: Sequence, max_tokens: int = 4000) -> tuple[float, int]:
         """(summed negative log-likelihood, target tokens) of the examples' targets under teacher forcing."""
-        from t2t.data import batch_indices, encode_examples
         from t2t.loss import sequence_loss
         self.model.eval()
-        most = self.model.length_limits()[1]
-        items, _ = encode_examples(examples, self.encode_source, self.tgt_tok.encode,
-                                   max_target_len=most - 1 if most else None, overlong="truncate")
+        most = self.model.length_limits()
+        data = dataset.encode_in_memory(examples, self.encoder(most[0], most[1] - 1 if most[1] else None, "truncate"))
         sp = self.specials
         nll, tokens = 0.0, 0
-        for b in batch_indices([(it.src_len, len(it.tgt)) for it in items], max_tokens):
-            batch = collate([items[i] for i in b], sp.pad, sp.bos, sp.eos).to(self.device)
+        for b in batch_indices(data.lengths, max_tokens):
+            batch = data.collate(b, sp.pad, sp.bos, sp.eos).to(self.device)
             _, n = sequence_loss(self.model, self.model, batch, 0.0, sp.pad)
             nll, tokens = nll + float(n), tokens + batch.target_tokens
         return nll, tokens

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ class Task:
     splits: ClassVar[tuple[str, ...]] = ("train", "valid", "test")
     special_tokens: ClassVar[tuple[str, ...]] = ()   # symbols the tokenizer must keep whole
     baselines: ClassVar[tuple[str, ...]] = ()        # names `baseline()` answers (t2t evaluate --baseline)
-    _divided: dict[str, list[Example]] | None = None  # train and valid under valid_from_train, once read
+    _held: set | None = None          # under valid_from_train: the group keys held out as valid
 
     def __init__(self, options: DataOptions, data_dir: Path | None = None, seed: int = 1):
         self.options = options
@@ -59,37 +60,61 @@ class Task:
         """Yield the examples of `split` (one of `self.splits`), in a fixed order."""
         raise NotImplementedError
 
-    def examples(self, split: str) -> list[Example]:
-        """`read(split)` checked and limited by the recipe (`train_limit` / `eval_limit`)."""
+    def stream(self, split: str) -> Iterator[Example]:
+        """`read(split)` checked and limited by the recipe (`train_limit` / `eval_limit`), one
+        example at a time: a prepared dataset is built from this without holding the split.
+        A task that filters examples by what the recipe asks overrides this (calling super())."""
         if split not in self.splits:
             raise DataError(f"task '{self.name}' has no split '{split}'; its splits: {', '.join(self.splits)}")
         limit = self.options.train_limit if split == "train" else self.options.eval_limit
         held_out = self.options.valid_from_train is not None and split in ("train", "valid")
-        out = []
+        n = 0
         for ex in (self._divide_train(split) if held_out else self.read(split)):
-            if limit is not None and len(out) >= limit:
+            if limit is not None and n >= limit:
                 break
-            out.append(ex)
-        if not out:
+            n += 1
+            yield ex
+        if not n:
             raise DataError(f"task '{self.name}': split '{split}' is empty"
                             f"{f' (read from {self.data_dir})' if self.data_dir else ''}")
-        return out
+
+    def examples(self, split: str) -> list[Example]:
+        """Every example of `stream(split)` in a list (for evaluation splits; training streams)."""
+        return list(self.stream(split))
 
     def _divide_train(self, split: str) -> Iterator[Example]:
         """With `valid_from_train`, train and valid share the training data: `valid_from_train`
-        units (examples, or what `group()` joins) drawn with the seed are valid, the rest train."""
-        if self._divided is None:                # read once: a skipped line is counted once
+        units (examples, or what `group()` joins) drawn with the seed are valid, the rest train.
+        Two passes over the training data: the first learns the units (keys only), the second
+        yields one side, so the split is never held in memory."""
+        if self._held is None:
             n = self.options.valid_from_train
-            examples = list(self.read("train"))
-            keys = [self.group(ex) or i for i, ex in enumerate(examples)]
-            units = list(dict.fromkeys(keys))
-            if n >= len(units):
+            keys = list(dict.fromkeys(self.group(ex) or i for i, ex in enumerate(self._read_quietly("train"))))
+            if n >= len(keys):
                 raise DataError(f"data.valid_from_train: {n} would leave no training data (the training "
-                                f"split has {len(units)} {'examples' if len(units) == len(keys) else 'groups'})")
-            held = set(random.Random(f"valid-from-train/{self.seed}").sample(units, n))
-            self._divided = {side: [ex for ex, key in zip(examples, keys) if (key in held) == (side == "valid")]
-                             for side in ("train", "valid")}
-        return iter(self._divided[split])
+                                f"split has {len(keys)} {'groups' if keys and isinstance(keys[0], str) else 'examples'})")
+            self._held = set(random.Random(f"valid-from-train/{self.seed}").sample(keys, n))
+        want_valid = split == "valid"
+        # malformed lines are counted on the training side's pass only, so each once
+        lines = self._read_quietly("train") if want_valid else self.read("train")
+        for i, ex in enumerate(lines):
+            if ((self.group(ex) or i) in self._held) == want_valid:
+                yield ex
+
+    def _read_quietly(self, split: str) -> Iterator[Example]:
+        """`read(split)` with malformed examples skipped or failed as the recipe says, but not counted."""
+        with self.uncounted():
+            yield from self.read(split)
+
+    @contextlib.contextmanager
+    def uncounted(self):
+        """Malformed examples met inside are handled by the recipe's policy but not counted (a
+        second pass over data whose problems were counted on the first)."""
+        counted, self.problems = self.problems, Problems(self.problems.policy)
+        try:
+            yield
+        finally:
+            self.problems = counted
 
     def group(self, example: Example) -> str | None:
         """Examples that must stay on one side of a split (the turns of one conversation) share a

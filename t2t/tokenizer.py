@@ -53,6 +53,11 @@ class Tokenizer:
         """Ids of `text`, without <s>/</s>."""
         return self.vocab.lookup(self.tokenize(self.normalize(text)))
 
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """`encode` of each text; a tokenizer with a threaded encoder overrides this (preparing a
+        corpus encodes it in chunks through here)."""
+        return [self.encode(t) for t in texts]
+
     def decode(self, ids: Iterable[int]) -> str:
         """Text of `ids`, stopping at </s> and skipping <pad>/<s>."""
         return self.detokenize([self.vocab.tokens[i] for i in self.vocab.strip(ids)])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
-import functools
 import json
 import logging
 import math
@@ -28,7 +27,8 @@ import torch
 
 from t2t import checkpoint as ckpt
 from t2t import distributed
-from t2t.data import batch_indices, collate, encode_examples, padding_ratio
+from t2t import dataset
+from t2t.data import Problems, batch_indices, padding_ratio
 from t2t.errors import T2TError, TrainingError
 from t2t.loss import sequence_loss
 from t2t.metric import improves
@@ -56,6 +56,18 @@ class RunInfo:
     resumed: bool = False
     step: int = 0
     total_steps: int | None = None
+
+
+def prepare(recipe: Recipe, data_dir=None, registry=None) -> dict:
+    """Train the recipe's tokenizers and prepare its training split (or find both made), as
+    `train` would before its first update; returns where they are and the split's counts."""
+    trainer = Trainer(recipe, registry, data_dir, device="cpu")
+    trainer.run_dir.mkdir(parents=True, exist_ok=True)
+    trainer._prepare_data(None)
+    split = trainer.train_data
+    size = sum(f.stat().st_size for f in split.folder.iterdir())
+    return {"tokenizers": str(trainer.store.tokenizers_path()),
+            "splits": {"train": {"folder": str(split.folder), "counts": split.counts, "bytes": size}}}
 
 
 def train(recipe: Recipe, data_dir=None, device: str | None = None, resume: bool = False,
@@ -114,8 +126,8 @@ class Trainer:
         if self.dist.main:
             if has:
                 shutil.rmtree(ckdir)
-                for name in ("log.jsonl", "tokenizers.pt"):
-                    (self.run_dir / name).unlink(missing_ok=True)
+                (self.run_dir / "log.jsonl").unlink(missing_ok=True)
+            (self.run_dir / "tokenizers.pt").unlink(missing_ok=True)      # a run killed before its first checkpoint
             self.run_dir.mkdir(parents=True, exist_ok=True)
         return None
 
@@ -137,19 +149,33 @@ class Trainer:
                                 f"resume with --reset {parts} to apply it, or restore the old values")
 
     def _build(self, resumed: dict | None):
-        r = self.recipe
-        self.task = build_task(r, self.registry, self.data_dir)
-        train_ex = self.task.examples("train")
+        self._prepare_data(resumed)
+        r, model, spec = self.recipe, self.model, self.model.spec
+        if self.train_data.problems:
+            log.warning(f"training data: {self.train_data.problems}")
         validate = self.opts.validation and "valid" in self.task.splits
+        self.task.problems = Problems(r.data.on_error)
         self.valid_ex = self.task.examples("valid") if validate else []
         if self.task.problems.count:
-            log.warning(self.task.problems.summary())
+            log.warning(f"validation data: {self.task.problems.summary()}")
+        self.valid_data = (dataset.encode_in_memory(self.valid_ex, self.pipe.encoder(*self.limits, "truncate"))
+                           if self.valid_ex else None)
+        log.info(f"model {r.model.arch}: {model.num_parameters():,} parameters; vocabulary "
+                 f"{spec.src_vocab or 'features'} -> {spec.tgt_vocab}; {len(self.train_data)} training examples; "
+                 f"device {self.device}")
+
+    def _prepare_data(self, resumed: dict | None) -> None:
+        """Task, tokenizers, model, and the prepared training split (built here or opened)."""
+        r = self.recipe
+        self.task = build_task(r, self.registry, self.data_dir)
+        self.store = dataset.Store.for_recipe(r, self.task)
         if resumed is not None:
             self._check_resume_recipe(resumed["recipe"])
             self.task.load_state_dict(resumed.get("task_state", {}))
-            src_tok, tgt_tok = build_tokenizers(r, self.registry, self.task, states=resumed["tokenizers"])
+            states = resumed["tokenizers"]
         else:
-            src_tok, tgt_tok = self._shared_tokenizers(train_ex)
+            states = self._shared_tokenizers()
+        src_tok, tgt_tok = build_tokenizers(r, self.registry, self.task, states=states)
         spec = Pipeline.model_spec(self.task, src_tok, tgt_tok, r.tokenizer.shared)
         model = build_model(r, self.registry, spec).to(self.device)
         self.pipe = Pipeline(r, self.task, src_tok, tgt_tok, model, self.device, self.registry)
@@ -158,30 +184,33 @@ class Trainer:
         src_most, tgt_most = model.length_limits()             # the recipe's limits, within the model's
         max_src = _tightest(t.max_source_len, src_most)
         max_tgt = _tightest(t.max_target_len, tgt_most - 1 if tgt_most else None)   # </s> or <s> takes one
-        raw_source = functools.partial(self.pipe.encode_source, cut=False)
-        self.train_items, counts = encode_examples(train_ex, raw_source, tgt_tok.encode, max_src, max_tgt, t.overlong)
+        self.limits = (max_src, max_tgt)
+        # every node's first worker prepares the training split (or finds it prepared); the others open it
+        self.train_data = self.store.split("train", lambda: self.task.stream("train"),
+                                           self.pipe.encoder(max_src, max_tgt, t.overlong), states,
+                                           build=self.dist.local_rank == 0)
+        if resumed is None:
+            self.task.load_state_dict(self.train_data.task_state)
+        counts = self.train_data.counts
         if counts["filtered"] or counts["truncated"] or counts["empty"]:
-            log.info(f"training data: {len(self.train_items)} examples kept; {counts['filtered']} over the length "
+            log.info(f"training data: {len(self.train_data)} examples kept; {counts['filtered']} over the length "
                      f"limits filtered, {counts['truncated']} truncated, {counts['empty']} empty after tokenization")
-        if not self.train_items:
+        if not len(self.train_data):
             raise TrainingError("no training examples are left after tokenization and length filtering")
-        self.valid_items, _ = encode_examples(self.valid_ex, raw_source, tgt_tok.encode, max_src, max_tgt, "truncate")
-        self.lengths = [(it.src_len, len(it.tgt)) for it in self.train_items]
-        log.info(f"model {r.model.arch}: {model.num_parameters():,} parameters; vocabulary "
-                 f"{spec.src_vocab or 'features'} -> {spec.tgt_vocab}; {len(self.train_items)} training examples; "
-                 f"device {self.device}")
 
-    def _shared_tokenizers(self, train_ex):
-        """Rank 0 trains the tokenizers and saves them; other workers load that file."""
-        path = self.run_dir / "tokenizers.pt"
+    def _shared_tokenizers(self) -> dict:
+        """The tokenizer states: rank 0 trains them on the training split (or reuses those the
+        prepared-data folder holds for this data) and saves them with the run; the other workers
+        receive them. Training streams the split; SentencePiece samples it."""
+        states = None
         if self.dist.main:
-            src, tgt = build_tokenizers(self.recipe, self.registry, self.task, train_ex)
-            states = {"target": tgt.state_dict(), **({"source": src.state_dict()} if src else {})}
-            ckpt.save(path, {"tokenizers": states})
-        distributed.barrier()
-        if self.dist.main:
-            return src, tgt
-        return build_tokenizers(self.recipe, self.registry, self.task, states=ckpt.load(path)["tokenizers"])
+            def fit():
+                with self.task.uncounted():           # the data's problems are counted when it is prepared
+                    src, tgt = build_tokenizers(self.recipe, self.registry, self.task, _Reread(self.task, "train"))
+                return {"target": tgt.state_dict(), **({"source": src.state_dict()} if src else {})}
+            states = self.store.tokenizers(fit)
+            ckpt.save(self.run_dir / "tokenizers.pt", {"tokenizers": states})
+        return distributed.broadcast_setup(states)
 
     def _build_optimizer(self):
         o = self.opts
@@ -196,10 +225,10 @@ class Trainer:
         except (RuntimeError, TypeError):
             return cls(groups, lr=o.lr, betas=tuple(o.betas), eps=1e-8)
 
-    def _batches(self, epoch: int) -> list[list[int]]:
+    def _batches(self, epoch: int) -> list[np.ndarray]:
         """This epoch's batches (example indices), the same on every worker."""
         o = self.opts
-        batches = batch_indices(self.lengths, o.max_tokens, o.max_sentences, shuffle=True,
+        batches = batch_indices(self.train_data.lengths, o.max_tokens, o.max_sentences, shuffle=True,
                                 seed=self.seed * 1_000_003 + epoch)
         world = self.dist.world_size
         return batches[: len(batches) - len(batches) % world] if world > 1 else batches
@@ -293,7 +322,7 @@ class Trainer:
         n = len(averaged["from"])
         said = (f"averaged the {f'{n} best' if which == 'best' else f'last {n}'} checkpoints "
                 f"({', '.join(averaged['from'])}) into {averaged['name']}")
-        if not self.valid_items:
+        if self.valid_data is None:
             ckpt.score_average(self.run_dir, None)
             log.info(said)
             return
@@ -335,7 +364,7 @@ class Trainer:
             batches = self._batches(self.epoch)
             if self.pos == 0:
                 log.info(f"epoch {self.epoch}: {len(batches)} batches, padding "
-                         f"{100 * padding_ratio(batches, self.lengths):.1f}%")
+                         f"{100 * padding_ratio(batches, self.train_data.lengths):.1f}%")
             stop = None
             while self.pos < len(batches):
                 chunk = batches[self.pos: self.pos + per_update]
@@ -380,9 +409,9 @@ class Trainer:
             self._validate_and_save()
         return status
 
-    def _update(self, batches: list[list[int]], window: dict) -> None:
+    def _update(self, batches: list[np.ndarray], window: dict) -> None:
         o = self.opts
-        local_tokens = sum(len(self.train_items[i].tgt) + 1 for b in batches for i in b)
+        local_tokens = sum(self.train_data.target_tokens(b) for b in batches)
         total_tokens, = distributed.all_sum([float(local_tokens)], self.device)
         scale = self.dist.world_size / max(total_tokens, 1.0)     # DDP averages over workers; undo that
         self.model.train()
@@ -403,12 +432,12 @@ class Trainer:
                             f"{len(batches)} smaller batches (consider lowering train.max_tokens)")
         self._step(loss_sum, nll_sum, local_tokens, sum(len(b) for b in batches), window)
 
-    def _accumulate(self, batches: list[list[int]], scale: float) -> tuple[float, float]:
+    def _accumulate(self, batches: list[np.ndarray], scale: float) -> tuple[float, float]:
         """Forward and backward over this worker's batches of one update; returns the loss sums."""
         o, sp = self.opts, self.pipe.specials
         loss_sum = nll_sum = 0.0
         for i, b in enumerate(batches):
-            batch = collate([self.train_items[j] for j in b], sp.pad, sp.bos, sp.eos).to(self.device)
+            batch = self.train_data.collate(b, sp.pad, sp.bos, sp.eos).to(self.device)
             batch.src = self.task.augment(batch.src, batch.src_lengths)
             sync = contextlib.nullcontext()
             if self.dist.enabled and i < len(batches) - 1:
@@ -481,7 +510,7 @@ class Trainer:
     def _validate_and_save(self) -> str | None:
         """Validate (rank 0), update best/patience/plateau, save; 'early_stop' when patience ran out.
         Without validation data, only save."""
-        if not self.valid_items:
+        if self.valid_data is None:
             self._save(None)
             trim_heap()
             return None
@@ -513,14 +542,13 @@ class Trainer:
         """Loss and perplexity over the validation split; metrics on up to valid_max_sentences,
         decoded with beam valid_beam and the recipe's other decode settings."""
         o = self.opts
-        if not self.valid_items:
+        if self.valid_data is None:
             return {}
         self.model.eval()
         sp = self.pipe.specials
         loss = nll = tokens = 0.0
-        lengths = [(it.src_len, len(it.tgt)) for it in self.valid_items]
-        for b in batch_indices(lengths, o.max_tokens, o.max_sentences):
-            batch = collate([self.valid_items[i] for i in b], sp.pad, sp.bos, sp.eos).to(self.device)
+        for b in batch_indices(self.valid_data.lengths, o.max_tokens, o.max_sentences):
+            batch = self.valid_data.collate(b, sp.pad, sp.bos, sp.eos).to(self.device)
             with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
                 l, n = sequence_loss(self.model, self.model, batch, o.label_smoothing, sp.pad)
             loss, nll, tokens = loss + float(l), nll + float(n), tokens + batch.target_tokens
@@ -583,6 +611,16 @@ class Trainer:
         for e in entries:
             if e["name"] not in keep:
                 (self.run_dir / "checkpoints" / e["name"]).unlink(missing_ok=True)
+
+
+class _Reread:
+    """A task's split as an iterable that reads the data again on each pass (never held whole)."""
+
+    def __init__(self, task, split: str):
+        self.task, self.split = task, split
+
+    def __iter__(self):
+        return self.task.stream(self.split)
 
 
 _malloc_trim = None

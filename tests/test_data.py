@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from conftest import write
-from t2t.data import Encoded, batch_indices, collate, padding_ratio
+from t2t.data import batch_indices, padding_ratio
+from t2t.dataset import from_encoded
 from t2t.errors import DataError
 from t2t.recipe import load_recipe
 from t2t.pipeline import build_task
@@ -18,13 +19,13 @@ def test_batches_cover_everything_within_budget():
     for _ in range(500):                                     # target lengths follow source lengths, as in real data
         n = rng.randint(1, 40)
         lengths.append((n, max(1, n + rng.randint(-3, 3))))
-    batches = batch_indices(lengths, max_tokens=300, shuffle=True, seed=3)
+    batches = [b.tolist() for b in batch_indices(lengths, max_tokens=300, shuffle=True, seed=3)]
     assert sorted(i for b in batches for i in b) == list(range(500))
     for b in batches:
         longest = max(max(lengths[i][0], lengths[i][1] + 1) for i in b)
         assert longest * len(b) <= 300 or len(b) == 1
-    assert batch_indices(lengths, 300, shuffle=True, seed=3) == batches
-    assert batch_indices(lengths, 300, shuffle=True, seed=4) != batches
+    assert [b.tolist() for b in batch_indices(lengths, 300, shuffle=True, seed=3)] == batches
+    assert [b.tolist() for b in batch_indices(lengths, 300, shuffle=True, seed=4)] != batches
     # length bucketing keeps padding small; batches of arbitrary examples would not
     assert padding_ratio(batches, lengths) < 0.1
     arbitrary = [list(range(i, min(i + 10, 500))) for i in range(0, 500, 10)]
@@ -33,13 +34,12 @@ def test_batches_cover_everything_within_budget():
 
 
 def test_collate_pads_and_shifts():
-    items = [Encoded([5, 6, 7], [8, 9], 0), Encoded([5], [8], 1)]
-    b = collate(items, pad=0, bos=2, eos=3)
+    b = from_encoded([[5, 6, 7], [5]], [[8, 9], [8]]).collate([0, 1], pad=0, bos=2, eos=3)
     assert b.src.tolist() == [[5, 6, 7], [5, 0, 0]]
     assert b.tgt_in.tolist() == [[2, 8, 9], [2, 8, 0]]
     assert b.tgt_out.tolist() == [[8, 9, 3], [8, 3, 0]]
     assert b.target_tokens == 5 and b.src_lengths.tolist() == [3, 1]
-    feats = collate([Encoded(torch.ones(4, 3), [8], 0), Encoded(torch.ones(2, 3), [8], 1)], 0, 2, 3)
+    feats = from_encoded([torch.ones(4, 3), torch.ones(2, 3)], [[8], [8]]).collate([0, 1], 0, 2, 3)
     assert feats.src.shape == (2, 4, 3) and feats.src[1, 2:].abs().sum() == 0
 
 

@@ -5,7 +5,8 @@ import logging
 import pytest
 
 from conftest import write
-from t2t.data import Problems, encode_examples, read_jsonl, read_parallel
+from t2t.data import Problems, read_jsonl, read_parallel
+from t2t.dataset import Encoder, encode_in_memory
 from t2t.errors import DataError
 from t2t.pipeline import build_task
 from t2t.recipe import load_recipe
@@ -44,10 +45,12 @@ def test_missing_data_is_explained(tmp_path, registry):
 
 def test_length_limits_filter_or_truncate():
     exs = [Example("a" * n, "b" * n) for n in (3, 10, 30)]
-    items, counts = encode_examples(exs, list, list, max_source_len=12, max_target_len=12, overlong="filter")
-    assert [len(i.src) for i in items] == [3, 10] and counts["filtered"] == 1
-    items, counts = encode_examples(exs, list, list, max_source_len=12, max_target_len=12, overlong="truncate")
-    assert [len(i.src) for i in items] == [3, 10, 12] and counts["truncated"] == 1
+    chars = lambda texts: [[ord(c) for c in t] for t in texts]      # noqa: E731
+    kept = encode_in_memory(exs, Encoder(chars, chars, 12, 12, "filter"))
+    assert kept.lengths[:, 0].tolist() == [3, 10] and kept.counts["filtered"] == 1
+    cut = encode_in_memory(exs, Encoder(chars, chars, 12, 12, "truncate"))
+    assert cut.lengths[:, 0].tolist() == [3, 10, 12] and cut.counts["truncated"] == 1
+    assert cut.source(2).tolist() == [ord("a")] * 12 and cut.positions.tolist() == [0, 1, 2]
 
 
 def translation_recipe(tmp_path, **data):
