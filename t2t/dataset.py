@@ -15,7 +15,9 @@ data files' sizes and times, the tokenizer, the length limits) holding
 
 It is written into a temporary folder beside it, the manifest last, and renamed into place; the
 checksums are verified when it is opened. A builder holds a lock file that it touches as it goes,
-so another process (or node, on a shared folder) waits for it instead of building the same thing.
+so another process (or node, on a shared folder) waits for it instead of building the same thing;
+a lock whose process has ended (or, from another machine, that nobody touched for two minutes)
+is taken over.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -148,8 +151,8 @@ class Encoder:
 class _Writer:
     """Collects encoded chunks into files (a folder) or into memory (None)."""
 
-    def __init__(self, folder: Path | None, id_dtype, heartbeat: Callable[[], None] = lambda: None):
-        self.folder, self.id_dtype, self.heartbeat = folder, id_dtype, heartbeat
+    def __init__(self, folder: Path | None, id_dtype):
+        self.folder, self.id_dtype = folder, id_dtype
         self.parts: dict[str, list[np.ndarray]] = {name: [] for name in _ARRAYS}
         self.files = {name: open(folder / f"{name}.bin", "wb") for name in _ARRAYS} if folder else {}
         self.hashes = {name: hashlib.sha256() for name in _ARRAYS}
@@ -201,7 +204,6 @@ class _Writer:
     def append(self, sources: list, targets: list, src_len: np.ndarray, tgt_len: np.ndarray,
                positions: np.ndarray) -> None:
         """Write examples as they are, cut to the lengths given."""
-        self.heartbeat()
         if not len(src_len):
             return
         self.write("src", _flatten(sources, src_len, self.id_dtype))
@@ -260,11 +262,13 @@ def encode(examples: Iterable, enc: Encoder, writer: _Writer, progress: Callable
 
     with ThreadPoolExecutor(1) as pool:
         chunk = list(itertools.islice(it, CHUNK))
+        pending = pool.submit(encoded, chunk) if chunk else None
         first = 0
         while chunk:
-            pending = pool.submit(encoded, chunk)
             following = list(itertools.islice(it, CHUNK))
             sources, targets = pending.result()
+            if following:                  # encoding the next chunk goes on while this one is written
+                pending = pool.submit(encoded, following)
             writer.add(sources, targets, first, enc)
             first += len(chunk)
             progress(len(chunk))
@@ -398,6 +402,8 @@ class Store:
 
 
 def _lock_owner_gone(lock: Path) -> bool:
+    """Whether a lock's builder is gone: on this machine, its process has ended; elsewhere, it has
+    not touched the lock for STALE_LOCK_S (a live builder touches it every few seconds)."""
     try:
         host, pid = lock.read_text().split(":")
         age = time.time() - lock.stat().st_mtime
@@ -406,16 +412,18 @@ def _lock_owner_gone(lock: Path) -> bool:
     if host == socket.gethostname():
         try:
             os.kill(int(pid), 0)
+            return False
         except ProcessLookupError:
             return True
         except (PermissionError, ValueError):
-            pass
+            return False
     return age > STALE_LOCK_S
 
 
 @contextlib.contextmanager
 def _lock(folder: Path):
-    """Hold `.{name}.lock` beside the folder; yields a function that marks the holder alive."""
+    """Hold `.{name}.lock` beside the folder, touched every few seconds while held; yields False
+    when another process finished the folder while this one waited."""
     lock = folder.with_name(f".{folder.name}.lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     me = f"{socket.gethostname()}:{os.getpid()}"
@@ -427,16 +435,26 @@ def _lock(folder: Path):
             break
         except FileExistsError:
             if (folder / "manifest.json").exists():
-                yield None
+                yield False
                 return
             if _lock_owner_gone(lock):
                 with contextlib.suppress(FileNotFoundError):
                     lock.unlink()
                 continue
             time.sleep(1.0)
+    done = threading.Event()
+
+    def touch():
+        while not done.wait(STALE_LOCK_S / 12):
+            with contextlib.suppress(OSError):
+                os.utime(lock)
+    beat = threading.Thread(target=touch, daemon=True)
+    beat.start()
     try:
-        yield lambda: os.utime(lock)
+        yield True
     finally:
+        done.set()
+        beat.join()
         with contextlib.suppress(FileNotFoundError):
             lock.unlink()
 
@@ -455,26 +473,31 @@ def _wait_for(folder: Path) -> None:
 
 
 def _build_locked(folder: Path, examples: Callable[[], Iterable], enc: Encoder, task, split: str) -> None:
-    with _lock(folder) as alive:
-        if alive is None or (folder / "manifest.json").exists():
+    with _lock(folder) as mine:
+        if not mine or (folder / "manifest.json").exists():
             return
         for old in folder.parent.glob(f".{folder.name}.tmp-*"):     # left by a builder that died
             shutil.rmtree(old, ignore_errors=True)
         tmp = folder.with_name(f".{folder.name}.tmp-{socket.gethostname()}-{os.getpid()}")
         tmp.mkdir(parents=True)
         try:
-            _build(tmp, folder.name, examples, enc, task, split, alive)
-            os.rename(tmp, folder)
+            _build(tmp, folder.name, examples, enc, task, split)
+            try:
+                os.rename(tmp, folder)
+            except OSError:
+                if not (folder / "manifest.json").exists():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)               # another node's identical copy won
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         _fsync_dir(folder.parent)
 
 
-def _build(tmp: Path, key: str, examples: Callable[[], Iterable], enc: Encoder, task, split: str, alive) -> None:
+def _build(tmp: Path, key: str, examples: Callable[[], Iterable], enc: Encoder, task, split: str) -> None:
     from tqdm import tqdm
     started = time.time()
-    writer = _Writer(tmp, id_dtype(enc.vocab_size), heartbeat=alive)
+    writer = _Writer(tmp, id_dtype(enc.vocab_size))
     bar = tqdm(desc=f"preparing {split}", unit=" pairs", unit_scale=True, mininterval=2.0, file=sys.stderr,
                disable=None)
     try:

@@ -134,6 +134,9 @@ class Trainer:
     def _check_resume_recipe(self, saved_text: str) -> None:
         saved = recipe_from_text(saved_text, self.registry, where="checkpoint recipe")
         now, then = self.recipe.to_dict(), saved.to_dict()
+        for d in (now, then):               # where prepared data is kept changes nothing it holds
+            if isinstance(d.get("data"), dict):
+                d["data"].pop("prepared_dir", None)
         for section in ("task", "data", "tokenizer", "model"):
             if now[section] != then[section]:
                 diff = _diff(then[section], now[section], section)

@@ -72,3 +72,31 @@ def test_dates_task_is_deterministic_and_splits_are_disjoint(registry):
     assert not train_dates & {e.target for e in a.examples("test")}
     other = build_task(load_recipe({"task": "dates", "seed": 2}), registry)
     assert other.examples("valid") != a.examples("valid")
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 22])
+def test_lines_read_in_blocks_equal_lines_read_one_by_one(tmp_path, monkeypatch, block):
+    """Blocks of any size give each line, its number and each undecodable line's report as
+    reading the file line by line does (line ends \\n, \\r\\n, none at the end)."""
+    import io
+    import random
+    from t2t import data
+    from t2t.data import Problems, read_lines
+    monkeypatch.setattr(data, "READ_BLOCK", block)
+    rng = random.Random(block)
+    for trial in range(40):
+        parts = [rng.choice([b"\xff\xfe bad", "ünï\r".encode(), b"", b"x" * rng.randint(1, 30)])
+                 for _ in range(rng.randint(0, 25))]
+        raw = b"\n".join(parts) + rng.choice([b"", b"\n", b"\r\n"])
+        path = tmp_path / f"{trial}.txt"
+        path.write_bytes(raw)
+        expected, reports = [], []
+        for lineno, line in enumerate(io.BytesIO(raw), 1):          # how a file iterates: lines end at \n
+            try:
+                expected.append((lineno, line.decode().rstrip("\r\n")))
+            except UnicodeDecodeError as e:
+                expected.append((lineno, None))
+                reports.append(f"{path}:{lineno}: not valid UTF-8 (byte {e.start} of the line)")
+        problems = Problems("skip")
+        assert list(read_lines(path, problems)) == expected
+        assert problems.first == reports[:5] and problems.count == len(reports)

@@ -115,6 +115,7 @@ def test_training_reuses_the_prepared_split_and_a_changed_file_rebuilds(tmp_path
     r = recipe(tmp_path)
     first = prepare(r)["splits"]["train"]["folder"]
     stamp = os.stat(os.path.join(first, "manifest.json")).st_mtime_ns
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="t2t"):
         train(r)
     assert "prepared train" not in caplog.text and "reusing" in caplog.text           # nothing encoded again
@@ -218,3 +219,34 @@ def test_two_nodes_through_torchrun_equal_one_process_with_the_same_batches(tmp_
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-5), k
     assert len(list((tmp_path / "prepared").glob("train-*"))) == 1     # one folder for both runs and nodes
+
+
+FULL = """
+import resource, signal, sys
+from pathlib import Path
+from t2t import dataset
+from t2t.errors import DataError
+from t2t.task import Example
+
+class Task:
+    problems = type("P", (), {"summary": staticmethod(lambda: "")})()
+    def state_dict(self): return {}
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)        # a write past the limit fails as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+enc = dataset.Encoder(lambda xs: [list(range(4, 60))] * len(xs), lambda xs: [[7, 8]] * len(xs), vocab_size=100)
+try:
+    dataset._build_locked(Path(sys.argv[1]), lambda: (Example("a", "b") for _ in range(50_000)), enc, Task(), "train")
+except DataError as e:
+    print(e)
+    sys.exit(3)
+"""
+
+
+def test_a_full_disk_ends_with_the_file_named_and_nothing_left_to_trust(tmp_path):
+    folder = tmp_path / "prepared" / "train-abc"
+    script = write(tmp_path / "full.py", textwrap.dedent(FULL))
+    done = subprocess.run([sys.executable, str(script), str(folder)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "src.bin: cannot write the prepared data (File too large)" in done.stdout
+    assert list(folder.parent.iterdir()) == []                      # the half-written folder and the lock are gone

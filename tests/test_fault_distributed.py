@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import recipe_file
 from t2t.testing import tiny_recipe
 from test_fault_plugins import fake_distribution
@@ -31,6 +33,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_surviving_worker_stops_with_a_message(tmp_path):
     fake_distribution(tmp_path / "site", "t2t-crasher", "crasher", CRASHER)
     recipe = recipe_file(tmp_path, tiny_recipe(output_dir=str(tmp_path / "run"), data={"train_size": 3000},
@@ -52,6 +55,7 @@ def test_surviving_worker_stops_with_a_message(tmp_path):
     assert time.time() - started < 100
 
 
+@pytest.mark.slow
 def test_torchrun_job_ends_when_a_worker_dies(tmp_path):
     fake_distribution(tmp_path / "site", "t2t-crasher", "crasher", CRASHER)
     recipe = recipe_file(tmp_path, tiny_recipe(output_dir=str(tmp_path / "run"), data={"train_size": 3000},

@@ -38,6 +38,7 @@ def test_hook_reference_matches_the_hookspecs():
     assert section == reference_markdown(), "regenerate the hook reference of docs/plugins.md"
 
 
+@pytest.mark.slow
 def test_every_code_block_of_the_plugin_docs_runs(tmp_path):
     found = blocks(DOC.read_text(encoding="utf-8"))
     assert len(found) >= 8
@@ -58,6 +59,7 @@ def test_every_code_block_of_the_plugin_docs_runs(tmp_path):
                        capture_output=True)
 
 
+@pytest.mark.slow
 def test_new_plugin_of_every_kind_installs_lists_and_passes_its_tests(tmp_path):
     env = environment()
     names = {kind: f"demo{kind}" for kind in KINDS}

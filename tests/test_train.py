@@ -22,6 +22,7 @@ from t2t.testing import tiny_recipe
 from t2t.trainer import train
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["rnn", "transformer", "transformer-copy"])
 def test_model_learns_reverse(tmp_path, registry, arch):
     """Trains to >= 90% exact match; the copy variant decodes (beam search included) through
@@ -77,6 +78,7 @@ def test_run_directory_is_never_clobbered(tmp_path, registry):
     assert train(r, overwrite=True)["step"] == 3
 
 
+@pytest.mark.slow
 def test_ddp_two_workers_equal_one_process_with_the_same_batches(tmp_path, registry):
     common = dict(data={"train_size": 800}, model={"dropout": 0.0},
                   train={"max_steps": 8, "validate_every": 8, "valid_max_sentences": 0, "threads": 1,
@@ -399,6 +401,7 @@ def test_intermediate_ctc_loss():
         TransformerOptions(inter_ctc_weight=0.3).check()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not any(__import__("shutil").which(c) for c in ("g++", "c++", "clang++")),
                     reason="torch.compile (inductor) on CPU needs a C++ compiler")
 def test_compiled_training_matches_eager(tmp_path, registry):
