@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import threading
@@ -173,6 +174,7 @@ def measure(size: int, work: Path, sample: int, small: dict | None) -> dict:
     out, prepared = work / f"run-{size}", work / f"prepared-{size}"
     path = work / f"recipe-{size}.yaml"
     path.write_text(yaml.safe_dump(recipe(data, out, prepared, sample)))
+    shutil.rmtree(prepared, ignore_errors=True)            # measure a prepare from nothing
     row = {"pairs": size, "source_words": sum(len(line.split()) for line in open(data / "train.src"))}
     prep = run(t2t("prepare", str(path)), work / f"prepare-{size}.log")
     folder = next(prepared.glob("train-*"))

@@ -12,15 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import final_parameters, recipe_file, write
+from conftest import assert_same_final_parameters, two_worker_case, write
 from t2t import dataset
 from t2t.data import batch_indices
 from t2t.errors import DataError
 from t2t.pipeline import build_task
 from t2t.recipe import load_recipe
-from t2t.testing import tiny_recipe
 from t2t.trainer import prepare, train
 
 
@@ -198,13 +196,7 @@ def test_two_nodes_through_torchrun_equal_one_process_with_the_same_batches(tmp_
     """Two torchrun agents on this machine, meeting by c10d rendezvous (gloo), one worker each, with
     one prepared-data folder (as on a shared file system); the weights equal one process taking
     both workers' batches."""
-    common = dict(data={"train_size": 800, "prepared_dir": str(tmp_path / "prepared")}, model={"dropout": 0.0},
-                  train={"max_steps": 6, "validate_every": 6, "valid_max_sentences": 0, "threads": 1,
-                         "max_tokens": 300})
-    single = tiny_recipe(output_dir=str(tmp_path / "single"), **common)
-    single["train"]["update_freq"] = 2
-    train(load_recipe(single))
-    path = recipe_file(tmp_path, tiny_recipe(output_dir=str(tmp_path / "nodes"), **common))
+    path = two_worker_case(tmp_path, "nodes", 6, prepared_dir=str(tmp_path / "prepared"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     master = f"127.0.0.1:{free_port()}"
     agents = [subprocess.Popen([sys.executable, "-m", "t2t.cli", "--quiet", "train", str(path), "--device", "cpu",
@@ -213,11 +205,7 @@ def test_two_nodes_through_torchrun_equal_one_process_with_the_same_batches(tmp_
               for rank in (0, 1)]
     outs = [a.communicate(timeout=300) for a in agents]
     assert all(a.returncode == 0 for a in agents), [o[1][-2000:] for o in outs]
-    a, steps_a = final_parameters(tmp_path / "single")
-    b, steps_b = final_parameters(tmp_path / "nodes")
-    assert steps_a == steps_b == 6
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-5), k
+    assert_same_final_parameters(tmp_path / "single", tmp_path / "nodes", 6)
     assert len(list((tmp_path / "prepared").glob("train-*"))) == 1     # one folder for both runs and nodes
 
 

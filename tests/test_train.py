@@ -14,7 +14,7 @@ import torch
 import yaml
 
 import t2t
-from conftest import final_parameters, recipe_file
+from conftest import assert_same_final_parameters, final_parameters, two_worker_case
 from t2t.errors import TrainingError
 from t2t.pipeline import load
 from t2t.recipe import load_recipe
@@ -80,22 +80,12 @@ def test_run_directory_is_never_clobbered(tmp_path, registry):
 
 @pytest.mark.slow
 def test_ddp_two_workers_equal_one_process_with_the_same_batches(tmp_path, registry):
-    common = dict(data={"train_size": 800}, model={"dropout": 0.0},
-                  train={"max_steps": 8, "validate_every": 8, "valid_max_sentences": 0, "threads": 1,
-                         "max_tokens": 300})
-    single = tiny_recipe(output_dir=str(tmp_path / "single"), **common)
-    single["train"]["update_freq"] = 2
-    train(load_recipe(single))
-    path = recipe_file(tmp_path, tiny_recipe(output_dir=str(tmp_path / "ddp"), **common))
+    path = two_worker_case(tmp_path, "ddp", 8)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "t2t.cli", "--quiet", "train", str(path), "--nproc", "2",
                            "--device", "cpu"], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    a, steps_a = final_parameters(tmp_path / "single")
-    b, steps_b = final_parameters(tmp_path / "ddp")
-    assert steps_a == steps_b == 8
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-5), k
+    assert_same_final_parameters(tmp_path / "single", tmp_path / "ddp", 8)
 
 
 def test_label_smoothing_matches_torch():
