@@ -64,7 +64,10 @@ def matmul_rate(dtype_name: str, threads: int) -> float:
 # --------------------------------------------------------------------------- workers (one process each)
 
 
-def worker_t2t(size: str, precision: str, threads: int) -> dict:
+def worker_t2t(size: str, precision: str, threads: int, device: str = "cpu", max_tokens: int = MAX_TOKENS,
+               steps: tuple[int, int] | None = None, max_time: float | None = None) -> dict:
+    """t2t's Trainer on random sequences: median tokens/s after `steps[0]` warm-up updates
+    (`max_time` minutes bound the run where given)."""
     import torch
 
     import t2t
@@ -92,22 +95,23 @@ def worker_t2t(size: str, precision: str, threads: int) -> dict:
     import types
     plugin = types.ModuleType("bench_plugin")
     plugin.t2t_register_tasks = t2t.hookimpl(lambda register: register(RandomSequences))
-    warm, measured = STEPS[size]
+    warm, measured = steps or STEPS[size]
     with tempfile.TemporaryDirectory() as tmp, using_registry(Registry.from_plugins([plugin])) as reg:
         recipe = load_recipe({
             "task": "random_sequences", "data": {"size": 3000},
             "tokenizer": {"name": "word", "max_size": VOCAB},
             "model": {"arch": "transformer", **SIZES[size], "dropout": 0.1},
-            "train": {"max_tokens": MAX_TOKENS, "max_steps": warm + measured, "log_every": 1, "lr": 1e-4,
-                      "label_smoothing": 0.1, "precision": precision, "threads": threads, "device": "cpu",
-                      "valid_max_sentences": 0},
+            "train": {"max_tokens": max_tokens, "max_steps": warm + measured, "log_every": 1, "lr": 1e-4,
+                      "label_smoothing": 0.1, "precision": precision, "threads": threads, "device": device,
+                      "valid_max_sentences": 0, "max_epochs": 100_000, "validate_every": 1_000_000,
+                      **({"max_time": max_time} if max_time else {})},
             "metrics": [], "output_dir": str(Path(tmp) / "run")}, registry=reg)
         train(recipe, registry=reg)
         steps = [json.loads(line) for line in (Path(tmp) / "run" / "log.jsonl").read_text().splitlines()]
         steps = [r for r in steps if r.get("event") == "step"][warm:]
         tok_s = sorted(r["tokens_per_s"] for r in steps)[len(steps) // 2]
-    batch = MAX_TOKENS // (LENGTH + 1)                     # the batcher: (longest + 1) * batch <= max_tokens
-    return {"tokens_per_s": tok_s, "batch": batch,
+    batch = max_tokens // (LENGTH + 1)                     # the batcher: (longest + 1) * batch <= max_tokens
+    return {"tokens_per_s": tok_s, "batch": batch, "steps": len(steps) + warm,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch": torch.__version__}
 
 

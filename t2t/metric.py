@@ -100,21 +100,6 @@ class Metric:
         return np.array([alone.compute([h], [list(r)]).value for h, r in zip(hyps, refs)])
 
 
-def mbr_order(texts: Sequence[str], metric: Metric) -> list[int]:
-    """Minimum Bayes risk: the indices of `texts` (candidate outputs for one input), the one the
-    others agree with most first. A candidate's support is its mean `metric.sentence_values` with
-    each other candidate as the reference (negated for a lower-is-better metric); ties keep the
-    given order."""
-    n = len(texts)
-    if n < 2:
-        return list(range(n))
-    pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
-    values = metric.sentence_values([texts[i] for i, _ in pairs], [[texts[j]] for _, j in pairs])
-    support = np.zeros(n)
-    np.add.at(support, [i for i, _ in pairs], values if metric.higher_is_better else -values)
-    return sorted(range(n), key=lambda i: (-support[i], i))
-
-
 def check_lengths(hyps: Sequence, refs: Sequence) -> None:
     if len(hyps) != len(refs):
         raise T2TError(f"{len(hyps)} hypotheses but {len(refs)} references; they must pair up one to one")

@@ -20,12 +20,13 @@ from t2t import checkpoint as ckpt
 from t2t import dataset
 from t2t.data import batch_indices
 from t2t.errors import CheckpointError, T2TError
-from t2t.metric import Metric, mbr_order
+from t2t.metric import Metric
 from t2t.models.base import ModelSpec, Seq2Seq
 from t2t.models.ctc import JointCTC
 from t2t.models.ensemble import Ensemble
 from t2t.options import DecodeOptions
 from t2t.recipe import Recipe, recipe_from_text, resolve_data_dir
+from t2t import search
 from t2t.search import Hypothesis, Specials, generate
 from t2t.task import Task
 from t2t.tokenizer import Tokenizer
@@ -253,11 +254,12 @@ class Pipeline:
                need_attention: bool = False) -> list[list[Hypothesis]]:
         """Hypotheses for each source, in input order; batches are formed from length-sorted inputs."""
         opts = opts or self.recipe.decode
+        def decode(inputs, o):
+            return self.search(inputs, o, seed, need_attention)
         if opts.mbr:
-            return self._mbr_search(sources, opts, seed, need_attention)
+            return search.mbr(decode, sources, opts, self.detokenize, self.mbr_metric(opts.mbr_metric))
         if opts.sampling and opts.nbest > 1:
-            drawn = self._draw(sources, opts, opts.nbest, seed, need_attention)
-            return [sorted(pool, key=lambda h: -h.score) for pool in drawn]
+            return [sorted(pool, key=lambda h: -h.score) for pool in search.draw(decode, sources, opts, opts.nbest)]
         self.model.eval()
         if self.owns_model:
             self._set_precision(opts.precision)
@@ -290,27 +292,6 @@ class Pipeline:
             for i, h in zip(batch.index, hyps):
                 out[i] = h
         return out
-
-    def _mbr_search(self, sources: Sequence[Any], opts: DecodeOptions, seed: int | None,
-                    need_attention: bool) -> list[list[Hypothesis]]:
-        """decode.mbr: `opts.mbr` candidates a source (the beam's n-best, or as many samples), ranked
-        by their agreement with one another under `decode.mbr_metric` (`t2t.metric.mbr_order`)."""
-        k = opts.mbr
-        pools = (self._draw(sources, opts, k, seed, need_attention) if opts.sampling else
-                 self.search(sources, dataclasses.replace(opts, mbr=0, nbest=k), seed, need_attention))
-        metric = self.mbr_metric(opts.mbr_metric)
-        ranked = []
-        for pool in pools:
-            order = mbr_order([self.detokenize(h.tokens) for h in pool], metric)
-            ranked.append([pool[i] for i in order][: opts.nbest])
-        return ranked
-
-    def _draw(self, sources: Sequence[Any], opts: DecodeOptions, k: int, seed: int | None,
-              need_attention: bool) -> list[list[Hypothesis]]:
-        """k independent samples of each source (each source decoded k times)."""
-        one = dataclasses.replace(opts, mbr=0, nbest=1)
-        drawn = self.search([s for s in sources for _ in range(k)], one, seed, need_attention)
-        return [[h for d in drawn[i * k: (i + 1) * k] for h in d] for i in range(len(sources))]
 
     def mbr_metric(self, name: str = "") -> Metric:
         """The metric that measures agreement for decode.mbr: `name`, else the recipe's first

@@ -110,11 +110,15 @@ class Registry:
     def from_plugins(cls, plugins: Iterable[Any] = (), builtins: bool = True) -> "Registry":
         """A manager holding exactly the built-ins (optional) and the given plugin objects."""
         reg = cls()
-        if builtins:
-            from t2t_plugins import BUILTIN_MODULES
-            import importlib
-            for name in BUILTIN_MODULES:
-                reg.register(importlib.import_module(f"t2t_plugins.{name}"), name=name, package="t2t")
+        if builtins:                 # t2t's own entry points: the core names no plugin package
+            try:
+                dist = md.distribution("t2t")
+            except md.PackageNotFoundError:
+                raise PluginError("the built-in plugins come through t2t's entry points, and t2t is not "
+                                  "installed; install it (pip install -e .)") from None
+            for ep in dist.entry_points:
+                if ep.group == GROUP:
+                    reg.register(ep.load(), name=ep.name, package="t2t", version=dist.version)
         for plugin in plugins:
             reg.register(plugin)
         return reg

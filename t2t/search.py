@@ -8,11 +8,16 @@ Shapes: B sentences, K beam, V vocabulary, S source length, N = B*K rows.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
 
 import torch
 
+from t2t.metric import Metric
 from t2t.models.base import Seq2Seq
 from t2t.options import DecodeOptions
 
@@ -260,3 +265,42 @@ def beam_search(model, src, src_lengths, opts, sp=Specials(), need_attention=Fal
             if need_attention:
                 attn_hist = attn_hist[keep_rows]
     return [sorted(f, key=lambda h: -h.score)[: opts.nbest] for f in finished]
+
+
+# --------------------------------------------------------------------------- strategies over whole inputs
+# `decode(sources, opts)` is one of the searches above run over encoded, batched inputs
+# (`Pipeline.search`); these build on it.
+
+def draw(decode: Callable, sources: Sequence, opts: DecodeOptions, k: int) -> list[list[Hypothesis]]:
+    """k independent samples of each source (each source decoded k times)."""
+    one = dataclasses.replace(opts, mbr=0, nbest=1)
+    drawn = decode([s for s in sources for _ in range(k)], one)
+    return [[h for d in drawn[i * k: (i + 1) * k] for h in d] for i in range(len(sources))]
+
+
+def mbr(decode: Callable, sources: Sequence, opts: DecodeOptions, detokenize: Callable, metric) -> list[list[Hypothesis]]:
+    """Minimum Bayes risk: `opts.mbr` candidates a source (the beam's n-best, or as many samples),
+    ranked by their agreement with one another under `metric`; the first `opts.nbest` kept."""
+    k = opts.mbr
+    pools = (draw(decode, sources, opts, k) if opts.sampling else
+             decode(sources, dataclasses.replace(opts, mbr=0, nbest=k)))
+    ranked = []
+    for pool in pools:
+        order = mbr_order([detokenize(h.tokens) for h in pool], metric)
+        ranked.append([pool[i] for i in order][: opts.nbest])
+    return ranked
+
+
+def mbr_order(texts: Sequence[str], metric: Metric) -> list[int]:
+    """Minimum Bayes risk: the indices of `texts` (candidate outputs for one input), the one the
+    others agree with most first. A candidate's support is its mean `metric.sentence_values` with
+    each other candidate as the reference (negated for a lower-is-better metric); ties keep the
+    given order."""
+    n = len(texts)
+    if n < 2:
+        return list(range(n))
+    pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+    values = metric.sentence_values([texts[i] for i, _ in pairs], [[texts[j]] for _, j in pairs])
+    support = np.zeros(n)
+    np.add.at(support, [i for i, _ in pairs], values if metric.higher_is_better else -values)
+    return sorted(range(n), key=lambda i: (-support[i], i))

@@ -107,7 +107,7 @@ def test_sentence_values_equal_the_libraries_sentence_scores(registry):
 
 
 def test_mbr_order_puts_the_consensus_first_and_the_outlier_last(registry):
-    from t2t.metric import mbr_order
+    from t2t.search import mbr_order
     texts = ["stock prices fell sharply", "the cat sat on a mat", "the cat sat on the mat", "a cat sat on the mat"]
     for name in ("rouge", "chrf", "ter"):                          # ter: lower is better, so negated
         order = mbr_order(texts, metric(registry, name))
