@@ -204,7 +204,7 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=29_000, help="the Multi30k-sized corpus everything is compared with")
     ap.add_argument("--sample", type=int, default=300_000, help="sentences SentencePiece is trained on")
     ap.add_argument("--work", default="/tmp/t2t-data-scale")
-    ap.add_argument("--machine", default="", help="a label for the machine (e.g. A or B)")
+    ap.add_argument("--machine", default="", help="a label for the machine (README's A, B, C)")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

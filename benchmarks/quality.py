@@ -138,11 +138,83 @@ def figures(metrics: dict) -> dict:
             for k, v in metrics.items() if isinstance(v, dict) and "value" in v}
 
 
+# The row that stands for each recipe as it is now (the README's figure); the rest is history.
+STANDING = {
+    "recipes/multi30k_de_en_transformer.yaml": "multi30k_de_en_transformer",
+    "recipes/multi30k_en_de_transformer.yaml": "multi30k_en_de_lin",
+    "recipes/multi30k_de_en_rnn.yaml": "multi30k_de_en_rnn_lin3e3_drop02",
+    "recipes/aeslc_transformer.yaml": "aeslc_transformer_recipe",
+    "recipes/samsum_transformer.yaml": "samsum_a_mbr8",
+    "recipes/scitldr_transformer.yaml": "scitldr_heldout_lowercase_minlen25",
+    "recipes/dialogsum_transformer.yaml": "dialogsum_transformer",
+    "recipes/sgd_transformer.yaml": "sgd_heldout_minlen10",
+    "recipes/dailydialog_transformer.yaml": "dailydialog_heldout_minlen10",
+    "recipes/selfdialogue_transformer.yaml": "selfdialogue_heldout_minlen10",
+    "recipes/chitchat_transformer.yaml": "chitchat_rerun_minlen24",
+    "recipes/speech_digits.yaml": "speech_digits",
+    "recipes/speech_digits_multi.yaml": "speech_digits_multi",
+    "recipes/speech_an4.yaml": "speech_an4",
+}
+
+
+def machine_label(text: str) -> str:
+    if text.startswith("AMD"):
+        return "A" if "AVX512" in text else "B" if "AVX2" in text else text
+    return "C" if text.startswith("Intel") else text
+
+
+def standing_table(results: dict) -> list[str]:
+    """One row per recipe: its figure, split, scoring protocol and baseline under the same protocol."""
+    lines = ["## The recipes as they stand", "",
+             "One row per recipe: the run that stands for it now. A baseline shares the model's scoring protocol "
+             "(the signature); `-` where none was measured. Machines (2 cores each): A is an AMD EPYC with native bf16 "
+             "(AVX-512), B an AMD EPYC with AVX2 only, C an Intel Xeon with AVX-512 and AMX.", "",
+             "| recipe | figure | split | protocol | baseline, same protocol | train min | machine | row |",
+             "|---|---|---|---|---|---|---|---|"]
+    for recipe, name in STANDING.items():
+        r = results.get(name)
+        if r is None:
+            lines.append(f"| `{recipe}` | not measured yet | | | | | | {name} |")
+            continue
+        figure = "; ".join(_metric_text(k, v) for k, v in r["metrics"].items())
+        protocol = "; ".join(sorted({v.get("signature", "") for v in r["metrics"].values() if v.get("signature")}))
+        base = "; ".join(f"{b}: " + "; ".join(_metric_text(k, v) for k, v in m.items() if isinstance(v, dict))
+                         for b, m in r.get("baselines", {}).items()) or "-"
+        protocol = protocol.replace("|", "\\|")             # inside a table cell
+        lines.append(f"| `{recipe}` | {figure} | {r['split']} | `{protocol}` | {base} | {r['train_minutes']} | "
+                     f"{machine_label(r['machine'])} | {name} |")
+    return lines + [""]
+
+
+def protocol_tables() -> list[str]:
+    """The tables of benchmarks/rouge_protocols.py (and extractive_oracle.py) runs, one per run."""
+    lines = []
+    for path in sorted((HERE / "results").glob("rouge_protocols_*.json")):
+        r = json.loads(path.read_text())
+        lines += ["", f"## ROUGE under each protocol: `{r['recipe']}`, {r['split']} ({r['sentences']} examples, "
+                      f"{r['date']})", "",
+                  f"`python benchmarks/rouge_protocols.py {r['recipe']} --checkpoint {r['checkpoint']} ...`; "
+                  "every system is scored under every protocol, so compare within a protocol only.", "",
+                  "| system | protocol | ROUGE-1 | ROUGE-2 | ROUGE-L |", "|---|---|---|---|---|"]
+        lines += [f"| {x['system']} | {x['protocol']} | {x['rouge1']:.2f} | {x['rouge2']:.2f} | {x['rougeL']:.2f} |"
+                  for x in r["rows"]]
+        oracle = HERE / "results" / f"extractive_oracle_{Path(r['recipe']).stem}.json"
+        if oracle.exists():
+            o = json.loads(oracle.read_text())
+            lines += ["", f"Extractive oracle (`benchmarks/extractive_oracle.py`), the best span of L source words per "
+                          f"example, protocol {o['protocol']}: " +
+                      "; ".join(f"L = {n}: {' / '.join(map(str, v))}" for n, v in o["oracle"].items())]
+    return lines
+
+
 def write_table(results: dict) -> None:
     lines = ["# Quality benchmarks", "",
-             "Written by `benchmarks/quality.py`; each row is one training run of a recipe, evaluated with the",
-             "recipe's decoding settings. Figures are percentages (BLEU, chrF, ROUGE F1, exact match, WER),",
-             "ppl is the model's perplexity on the evaluated split's references, avg words the output length.", "",
+             "Written by `benchmarks/quality.py`. Figures are percentages (BLEU, chrF, ROUGE F1, exact match,",
+             "WER), ppl is the model's perplexity on the evaluated split's references, avg words the output length.",
+             "", *standing_table(results),
+             "## Every run", "",
+             "Each row is one training run of a recipe (as it was then), evaluated with the recipe's decoding "
+             "settings.", "",
              "| run | split | model | baselines | train min | steps | machine | date | command |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, r in sorted(results.items()):
@@ -154,6 +226,10 @@ def write_table(results: dict) -> None:
                          for b, m in r.get("baselines", {}).items())
         lines.append(f"| {name} | {r['split']} | {metrics} | {base or '-'} | {r['train_minutes']} | {r['steps']} | "
                      f"{r['machine']} | {r['date']} | `{r['command']}` |")
+    lines += protocol_tables()
+    notes = HERE / "recipe_notes.md"             # the recipes' history, as their comments told it
+    if notes.exists():
+        lines += ["", notes.read_text(encoding="utf-8").rstrip("\n")]
     (HERE / "quality.md").write_text("\n".join(lines) + "\n")
 
 

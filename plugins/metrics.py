@@ -9,7 +9,7 @@ over sentences, bootstrap confidence intervals from rouge-score's aggregator); `
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Sequence
+from typing import Literal, Optional, Sequence
 
 import numpy as np
 
@@ -132,6 +132,8 @@ class RougeOptions(MetricOptions):
     types: tuple[str, ...] = option(("rouge1", "rouge2", "rougeL", "rougeLsum"), help="ROUGE variants reported")
     use_stemmer: bool = option(True, help="Porter-stem words before matching")
     multi_ref: Literal["max", "mean"] = option("max", help="several references: best (rouge-score) or mean")
+    reference: Optional[int] = option(None, min=0, help="score against this one reference only (0: the first), "
+                                      "whatever multi_ref says")
     report: str = option("rouge1", help="which variant is the metric's value (for early stopping)")
     bootstrap: int = option(1000, min=0, help="bootstrap samples for confidence intervals (0: none)")
 
@@ -158,6 +160,11 @@ class Rouge(t2t.Metric):
 
     def sentence_scores(self, hyp: str, refs: Sequence[str]) -> np.ndarray:
         types = self.options.types
+        if self.options.reference is not None:
+            if self.options.reference >= len(refs):
+                raise t2t.T2TError(f"metric rouge: reference {self.options.reference} asked for, but an example has "
+                                   f"{len(refs)} reference(s)")
+            refs = [refs[self.options.reference]]
         if self.options.multi_ref == "max":
             s = self.scorer.score_multi(list(refs), hyp)
             return np.array([[s[t].precision, s[t].recall, s[t].fmeasure] for t in types])
@@ -205,7 +212,8 @@ class Rouge(t2t.Metric):
 
     def signature(self) -> str:
         o = self.options
-        return f"rouge-score|stem:{'yes' if o.use_stemmer else 'no'}|multiref:{o.multi_ref}|f1"
+        multi = o.multi_ref if o.reference is None else f"ref{o.reference}"
+        return f"rouge-score|stem:{'yes' if o.use_stemmer else 'no'}|multiref:{multi}|f1"
 
 
 # --------------------------------------------------------------------------- edit distances

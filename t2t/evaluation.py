@@ -147,7 +147,8 @@ def markdown(report: dict) -> str:
         for name, s in metrics.items():
             if not isinstance(s, dict):
                 continue
-            lines.append(f"| {system} | {name} | {s['value']:.2f} | `{s.get('signature', '')}` |")
+            signature = s.get("signature", "").replace("|", "\\|")        # a table cell
+            lines.append(f"| {system} | {name} | {s['value']:.2f} | `{signature}` |")
             for sub, v in s.get("details", {}).items():
                 if isinstance(v, float) and sub != name:
                     ci = s["details"].get("ci95", {}).get(sub)

@@ -88,6 +88,12 @@ def test_rouge_corpus_mean_multi_reference_and_ci(registry):
     assert mean.details["rouge1"] < s.details["rouge1"]
     unstemmed = metric(registry, "rouge", use_stemmer=False).compute(["running dogs"], [["run dog"]])
     assert unstemmed.details["rouge1"] == 0.0
+    second = metric(registry, "rouge", reference=1)         # one named reference: the protocol is in the signature
+    got = second.compute(hyps[:1], refs[:1])
+    assert got.details["rouge1"] == pytest.approx(100 * scorer.score(refs[0][1], hyps[0])["rouge1"].fmeasure)
+    assert "multiref:ref1" in got.signature and "multiref:mean" in mean.signature and "multiref:max" in s.signature
+    with pytest.raises(T2TError, match="reference 1 asked for, but an example has 1 reference"):
+        second.compute(hyps[1:2], refs[1:2])
 
 
 def test_sentence_values_equal_the_libraries_sentence_scores(registry):
