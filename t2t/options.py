@@ -112,6 +112,10 @@ class TrainOptions(Options):
 
     device: str = option("auto", help="auto | cpu | cuda | cuda:N (the CLI's --device wins)")
     threads: Optional[int] = option(None, min=1, help="CPU threads for torch (default: torch's choice)")
+    init_from: Optional[str] = option(None, help="start from another run's weights: its run directory (best "
+                                      "checkpoint) or a checkpoint file; only the weights, not its optimizer or step")
+    init_only: tuple[str, ...] = option((), help="with init_from: take only these parts (parameter-name prefixes, "
+                                        "e.g. [encoder, src_embed]); empty: every part")
     seed: Optional[int] = option(None, help="seeds the initial weights, dropout and batch order (default: the "
                                  "recipe's seed). The data split, held-out examples and vocabulary follow the "
                                  "recipe's seed alone, so runs that differ only here can be decoded as an ensemble")

@@ -180,7 +180,11 @@ class Trainer:
             states = self._shared_tokenizers()
         src_tok, tgt_tok = build_tokenizers(r, self.registry, self.task, states=states)
         spec = Pipeline.model_spec(self.task, src_tok, tgt_tok, r.tokenizer.shared)
-        model = build_model(r, self.registry, spec).to(self.device)
+        model = build_model(r, self.registry, spec)
+        if resumed is None and self.opts.init_from:
+            from t2t.init_from import initialise
+            initialise(model, self.opts.init_from, self.opts.init_only, states)
+        model.to(self.device)
         self.pipe = Pipeline(r, self.task, src_tok, tgt_tok, model, self.device, self.registry)
         self.model = model
         t = r.data

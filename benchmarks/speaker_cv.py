@@ -1,0 +1,106 @@
+"""Leave-one-speaker-out: a speech recipe trained without one speaker and tested on all of that
+speaker's recordings, once per speaker, so the figure is for a voice the model never heard.
+
+Each fold writes manifests into its own folder (the audio linked, not copied): train = every
+recording of the other speakers (all three of the data's splits), test = every recording of the
+held-out speaker; one of the training speakers, drawn with the seed, is held out again as the
+validation split (`data.valid_speakers: 1`) to choose checkpoints, so the test speaker decides
+nothing. Settings compared across folds are compared on those validation speakers, never on the
+test speakers.
+
+    python benchmarks/speaker_cv.py recipes/speech_digits.yaml --data-dir ../shared/data [--parallel 2] [KEY=VALUE ...]
+
+Writes benchmarks/results/speaker_cv_{name}.json and prints the per-speaker table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def read_rows(folder: Path) -> list[dict]:
+    rows = []
+    for split in ("train", "valid", "test"):
+        with open(folder / f"{split}.tsv", encoding="utf-8") as f:
+            rows += list(csv.DictReader(f, delimiter="\t"))
+    return rows
+
+
+def write_fold(data: Path, out: Path, rows: list[dict], speaker: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    link = out / "wav"
+    if not link.exists():
+        link.symlink_to((data / "wav").resolve())
+    for split, keep in (("train", lambda r: r["speaker"] != speaker), ("test", lambda r: r["speaker"] == speaker)):
+        with open(out / f"{split}.tsv", "w", encoding="utf-8", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["path", "transcript", "speaker"], delimiter="\t")
+            w.writeheader()
+            w.writerows({k: r[k] for k in ("path", "transcript", "speaker")} for r in rows if keep(r))
+
+
+def run_fold(args, speaker: str, work: Path, threads: int) -> dict:
+    fold, source = work / speaker, Path(args.data_dir) / args.data_subdir
+    write_fold(source, fold / "data", read_rows(source), speaker)
+    run = fold / "run"
+    common = [f"data.dir={(fold / 'data').resolve()}", "data.valid_speakers=1", f"train.threads={threads}",
+              f"output_dir={run}", *args.overrides]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    started = time.time()
+    for cmd in (["train", args.recipe, "--overwrite", *common],
+                ["evaluate", args.recipe, "--checkpoint", str(run), "--split", "test", *common]):
+        done = subprocess.run([sys.executable, "-m", "t2t.cli", "--quiet", *cmd], capture_output=True, text=True,
+                              env=env)
+        if done.returncode:
+            sys.exit(f"fold {speaker}: {' '.join(cmd[:2])} failed:\n{done.stderr[-3000:]}")
+    report = json.loads((run / "eval" / "test.report.json").read_text())
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    valid = [r for r in log if r.get("event") == "valid"]
+    end = [r for r in log if r.get("event") == "end"][-1]
+    best = end.get("best")
+    return {"speaker": speaker, "test_exact_match": round(report["metrics"]["exact_match"]["value"], 2),
+            "test_wer": round(report["metrics"]["wer"]["value"], 2), "test_sentences": report["sentences"],
+            "valid_best": best, "valid_metric": end.get("metric"), "steps": end["step"],
+            "validations": len(valid), "minutes": round((time.time() - started) / 60, 1)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*", help="recipe overrides for every fold (key=value)")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--data-subdir", default="fsdd", help="the data folder under --data-dir")
+    p.add_argument("--parallel", type=int, default=2, help="folds at once (one thread each when 2)")
+    p.add_argument("--work", default="runs/speaker_cv")
+    p.add_argument("--name", default="speech_digits")
+    args = p.parse_args()
+    speakers = sorted({r["speaker"] for r in read_rows(Path(args.data_dir) / args.data_subdir)})
+    work = Path(args.work) / args.name
+    threads = max(1, (os.cpu_count() or 2) // args.parallel)
+    with ThreadPoolExecutor(args.parallel) as pool:
+        folds = list(pool.map(lambda s: run_fold(args, s, work, threads), speakers))
+    em = [f["test_exact_match"] for f in folds]
+    result = {"recipe": args.recipe, "overrides": args.overrides, "date": time.strftime("%Y-%m-%d"),
+              "folds": folds, "mean_exact_match": round(sum(em) / len(em), 2), "worst_exact_match": min(em),
+              "mean_valid_wer": round(sum(f["valid_best"] for f in folds) / len(folds), 2),
+              "command": " ".join(["python", "benchmarks/speaker_cv.py", *sys.argv[1:]])}
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / f"speaker_cv_{args.name}.json").write_text(json.dumps(result, indent=1))
+    print("| held-out speaker | exact match | WER | validation WER (another speaker) | updates |\n|---|---|---|---|---|")
+    for f in folds:
+        print(f"| {f['speaker']} | {f['test_exact_match']} | {f['test_wer']} | {f['valid_best']} | {f['steps']} |")
+    print(f"mean exact match {result['mean_exact_match']}, worst {result['worst_exact_match']}; "
+          f"mean validation WER {result['mean_valid_wer']}")
+
+
+if __name__ == "__main__":
+    main()
