@@ -12,12 +12,11 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-import torch
 from torch import nn
 
 from t2t import checkpoint as ckpt
 from t2t.errors import CheckpointError
-from t2t.pipeline import _same
+from t2t.pipeline import same_data
 
 log = logging.getLogger("t2t")
 
@@ -62,7 +61,7 @@ def initialise(model: nn.Module, source: str | Path, parts: Sequence[str], token
         raise CheckpointError(f"{where}: {len(misfit)} tensor(s) do not fit this model: {'; '.join(misfit[:3])}; "
                               f"take fewer parts with train.init_only")
     changed = [side for side in ("source", "target")
-               if side in tokenizers and not _same(tokenizers[side], data["tokenizers"].get(side))]
+               if side in tokenizers and not same_data(tokenizers[side], data["tokenizers"].get(side))]
     if changed:
         sizes = {s for s in (spec.get("src_vocab"), spec.get("tgt_vocab")) if s}
         indexed = sorted(k for k in vocabulary_parameters(model, sizes) if k in taken)

@@ -165,7 +165,7 @@ class Pipeline:
                   for f, d in ((f, ckpt.load(f)) for f in files)]
         file, data, recipe = loaded[0]
         for f, d, r in loaded[1:]:
-            if not _same(d["tokenizers"], data["tokenizers"]) or r.tokenizer != recipe.tokenizer:
+            if not same_data(d["tokenizers"], data["tokenizers"]) or r.tokenizer != recipe.tokenizer:
                 raise CheckpointError(f"{f}: its tokenizers differ from those of {file}; an ensemble's models "
                                       f"must share them (train them from one recipe, varying train.seed)")
         task = build_task(recipe, registry, data_dir)
@@ -333,15 +333,15 @@ class Pipeline:
         return [t[0] for t in texts] if opts.nbest == 1 else texts
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_data(a: Any, b: Any) -> bool:
     """Equality of nested plain data that may hold tensors."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
                 and bool((a == b).all()))
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(same_data(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_data(x, y) for x, y in zip(a, b))
     return type(a) is type(b) and a == b
 
 
