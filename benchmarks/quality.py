@@ -207,6 +207,24 @@ def protocol_tables() -> list[str]:
     return lines
 
 
+def speaker_tables() -> list[str]:
+    """The leave-one-speaker-out runs of benchmarks/speaker_cv.py, one row per setting."""
+    runs = [json.loads(p.read_text()) for p in sorted((HERE / "results").glob("speaker_cv_*.json"))]
+    if not runs:
+        return []
+    lines = ["", "## Speech: leave one speaker out (`benchmarks/speaker_cv.py`)", "",
+             "Each fold trains without one speaker and tests on all of that speaker's recordings; another "
+             "training speaker, held out again, chooses the checkpoints, and settings are compared on those "
+             "validation speakers only.", "",
+             "| recipe and overrides | mean exact match | worst speaker | per speaker | mean validation WER | date |",
+             "|---|---|---|---|---|---|"]
+    for r in runs:
+        per = ", ".join(f"{f['speaker']} {f['test_exact_match']}" for f in r["folds"])
+        lines.append(f"| `{r['recipe']}` {' '.join(r['overrides'])} | {r['mean_exact_match']} | "
+                     f"{r['worst_exact_match']} | {per} | {r['mean_valid_wer']} | {r['date']} |")
+    return lines
+
+
 def write_table(results: dict) -> None:
     lines = ["# Quality benchmarks", "",
              "Written by `benchmarks/quality.py`. Figures are percentages (BLEU, chrF, ROUGE F1, exact match,",
@@ -226,7 +244,7 @@ def write_table(results: dict) -> None:
                          for b, m in r.get("baselines", {}).items())
         lines.append(f"| {name} | {r['split']} | {metrics} | {base or '-'} | {r['train_minutes']} | {r['steps']} | "
                      f"{r['machine']} | {r['date']} | `{r['command']}` |")
-    lines += protocol_tables()
+    lines += protocol_tables() + speaker_tables()
     notes = HERE / "recipe_notes.md"             # the recipes' history, as their comments told it
     if notes.exists():
         lines += ["", notes.read_text(encoding="utf-8").rstrip("\n")]
