@@ -151,7 +151,7 @@ STANDING = {
     "recipes/dailydialog_transformer.yaml": "dailydialog_heldout_minlen10",
     "recipes/selfdialogue_transformer.yaml": "selfdialogue_heldout_minlen10",
     "recipes/chitchat_transformer.yaml": "chitchat_rerun_minlen24",
-    "recipes/speech_digits.yaml": "speech_digits",
+    "recipes/speech_digits.yaml": "speech_digits_speaker_robust",
     "recipes/speech_digits_multi.yaml": "speech_digits_multi",
     "recipes/speech_an4.yaml": "speech_an4",
 }
@@ -220,7 +220,7 @@ def speaker_tables() -> list[str]:
              "|---|---|---|---|---|---|"]
     for r in runs:
         per = ", ".join(f"{f['speaker']} {f['test_exact_match']}" for f in r["folds"])
-        lines.append(f"| `{r['recipe']}` {' '.join(r['overrides'])} | {r['mean_exact_match']} | "
+        lines.append(f"| `{r['recipe']}` {' '.join(r['overrides'])} {r.get('note', '')} | {r['mean_exact_match']} | "
                      f"{r['worst_exact_match']} | {per} | {r['mean_valid_wer']} | {r['date']} |")
     return lines
 
