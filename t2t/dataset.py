@@ -405,10 +405,14 @@ def _lock_owner_gone(lock: Path) -> bool:
     """Whether a lock's builder is gone: on this machine, its process has ended; elsewhere, it has
     not touched the lock for STALE_LOCK_S (a live builder touches it every few seconds)."""
     try:
-        host, pid = lock.read_text().split(":")
+        text = lock.read_text()
         age = time.time() - lock.stat().st_mtime
-    except (OSError, ValueError):
+    except OSError:                        # removed meanwhile
         return True
+    try:
+        host, pid = text.split(":")
+    except ValueError:                     # its owner is writing it this instant
+        return age > STALE_LOCK_S
     if host == socket.gethostname():
         try:
             os.kill(int(pid), 0)
