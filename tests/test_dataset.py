@@ -238,3 +238,18 @@ def test_a_full_disk_ends_with_the_file_named_and_nothing_left_to_trust(tmp_path
     assert done.returncode == 3, done.stderr[-2000:]
     assert "src.bin: cannot write the prepared data (File too large)" in done.stdout
     assert list(folder.parent.iterdir()) == []                      # the half-written folder and the lock are gone
+
+
+def test_prepare_command_reports_the_split_and_train_reuses_it(tmp_path, registry, capsys):
+    from t2t.cli import main
+    import yaml
+    corpus(tmp_path / "data")
+    r = recipe(tmp_path)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(r.to_dict()))
+    assert main(["prepare", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "train: 300 examples in " in out and "52 truncated" in out and "tokenizers: " in out
+    folder = next((tmp_path / "run" / "prepared").glob("train-*"))
+    assert main(["train", str(path)]) == 0
+    assert list((tmp_path / "run" / "prepared").glob("train-*")) == [folder]
