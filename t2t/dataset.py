@@ -383,16 +383,14 @@ class Store:
         return states
 
     # ------------------------------------------------------------------ splits
-    def split_key(self, split: str, tokenizers: dict, enc: Encoder, task_state: dict | None) -> str:
-        return digest({**self.base, "split": split, "tokenizers": digest(tokenizers), "limits": enc.describe(),
-                       "task_state": digest(task_state or {})})[:20]
+    def split_key(self, split: str, tokenizers: dict, enc: Encoder) -> str:
+        return digest({**self.base, "split": split, "tokenizers": digest(tokenizers), "limits": enc.describe()})[:20]
 
     def split(self, split: str, examples: Callable[[], Iterable], enc: Encoder, tokenizers: dict,
-              task_state: dict | None = None, build: bool = True) -> Split:
+              build: bool = True) -> Split:
         """The prepared split, built first when missing (by this process if `build`, else waiting
-        for the process that builds it). `task_state` is what the split's encoding depends on from
-        elsewhere (e.g. the training split's statistics for an evaluation split)."""
-        folder = self.root / f"{split}-{self.split_key(split, tokenizers, enc, task_state)}"
+        for the process that builds it)."""
+        folder = self.root / f"{split}-{self.split_key(split, tokenizers, enc)}"
         if not (folder / "manifest.json").exists():
             if build:
                 _build_locked(folder, examples, enc, self.task, split)

@@ -62,7 +62,6 @@ def prepare(recipe: Recipe, data_dir=None, registry=None) -> dict:
     """Train the recipe's tokenizers and prepare its training split (or find both made), as
     `train` would before its first update; returns where they are and the split's counts."""
     trainer = Trainer(recipe, registry, data_dir, device="cpu")
-    trainer.run_dir.mkdir(parents=True, exist_ok=True)
     trainer._prepare_data(None)
     split = trainer.train_data
     size = sum(f.stat().st_size for f in split.folder.iterdir())
@@ -109,6 +108,7 @@ class Trainer:
         self.last_results: dict = {}
         self.lr = 0.0                      # the rate of the latest update
         self._stop_signal = False
+        self._planned: tuple[int, list] | None = None      # (epoch, its batches)
 
     # ------------------------------------------------------------------ set-up
     def _prepare_directory(self) -> dict | None:
@@ -233,12 +233,15 @@ class Trainer:
             return cls(groups, lr=o.lr, betas=tuple(o.betas), eps=1e-8)
 
     def _batches(self, epoch: int) -> list[np.ndarray]:
-        """This epoch's batches (example indices), the same on every worker."""
-        o = self.opts
-        batches = batch_indices(self.train_data.lengths, o.max_tokens, o.max_sentences, shuffle=True,
-                                seed=self.seed * 1_000_003 + epoch)
-        world = self.dist.world_size
-        return batches[: len(batches) - len(batches) % world] if world > 1 else batches
+        """This epoch's batches (example indices), the same on every worker. Kept for the epoch:
+        set-up counts epoch 1's batches and the loop then takes them (seconds on millions of pairs)."""
+        if self._planned is None or self._planned[0] != epoch:
+            o = self.opts
+            batches = batch_indices(self.train_data.lengths, o.max_tokens, o.max_sentences, shuffle=True,
+                                    seed=self.seed * 1_000_003 + epoch)
+            world = self.dist.world_size
+            self._planned = (epoch, batches[: len(batches) - len(batches) % world] if world > 1 else batches)
+        return self._planned[1]
 
     def _restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
