@@ -158,7 +158,6 @@ class _Writer:
         self.hashes = {name: hashlib.sha256() for name in _ARRAYS}
         self.shapes = {name: [0] for name in _ARRAYS}
         self.dtypes: dict[str, str] = {}
-        self.total = {"src": 0, "tgt": 0}
         self.counts = {"read": 0, "kept": 0, "filtered": 0, "truncated": 0, "empty": 0}
 
     def write(self, name: str, array: np.ndarray) -> None:
@@ -206,12 +205,10 @@ class _Writer:
         """Write examples as they are, cut to the lengths given."""
         if not len(src_len):
             return
+        starts = np.stack([np.cumsum(src_len) - src_len + self.shapes["src"][0],      # after what is written
+                           np.cumsum(tgt_len) - tgt_len + self.shapes["tgt"][0]], 1)
         self.write("src", _flatten(sources, src_len, self.id_dtype))
         self.write("tgt", _flatten(targets, tgt_len, self.id_dtype))
-        starts = np.stack([np.cumsum(src_len) - src_len + self.total["src"],
-                           np.cumsum(tgt_len) - tgt_len + self.total["tgt"]], 1)
-        self.total["src"] += int(src_len.sum())
-        self.total["tgt"] += int(tgt_len.sum())
         self.write("lengths", np.stack([src_len, tgt_len], 1).astype(np.int32).reshape(-1, 2))
         self.write("offsets", starts.astype(np.int64).reshape(-1, 2))
         self.write("positions", np.asarray(positions, dtype=np.int64))
@@ -220,7 +217,7 @@ class _Writer:
         """Close the files; the manifest's part describing the arrays."""
         for name in _ARRAYS:
             if name not in self.dtypes:               # no example at all: typed empty arrays
-                self.write(name, np.zeros((0, *_EMPTY_TAIL[name]), dtype=_EMPTY_DTYPE.get(name, self.id_dtype)))
+                self.write(name, np.zeros((0, *_EMPTY_TAIL.get(name, ())), dtype=_EMPTY_DTYPE.get(name, self.id_dtype)))
         for f in self.files.values():
             f.flush()
             os.fsync(f.fileno())

@@ -253,3 +253,10 @@ def test_prepare_command_reports_the_split_and_train_reuses_it(tmp_path, registr
     folder = next((tmp_path / "run" / "prepared").glob("train-*"))
     assert main(["train", str(path)]) == 0
     assert list((tmp_path / "run" / "prepared").glob("train-*")) == [folder]
+
+
+def test_a_split_with_nothing_left_is_empty_not_an_error():
+    from t2t.task import Example
+    enc = dataset.Encoder(lambda xs: [[] for _ in xs], lambda xs: [[5] for _ in xs], vocab_size=10)
+    split = dataset.encode_in_memory([Example("a", "b"), Example("c", "d")], enc)
+    assert len(split) == 0 and split.counts["empty"] == 2 and split.lengths.shape == (0, 2)
