@@ -64,6 +64,9 @@ def worker_t2t(size: str, beam: int, threads: int, n: int, precision: str = "fp3
                                            norm="post", dropout=0.0), ModelSpec(VOCAB, VOCAB, shared_vocab=True)).eval()
     if precision == "bf16":                      # what decode.precision: bf16 does: bf16 weights
         model = model.to(torch.bfloat16)
+    elif precision == "int8":                    # what decode.precision: int8 does
+        from t2t.pipeline import int8_copy
+        model = int8_copy(model)
     opts = DecodeOptions(beam=beam, min_len=OUT_LEN, max_len_a=0.0, max_len_b=OUT_LEN + 1, length_penalty=1.0)
     data = sources(n)
     order = sorted(range(n), key=lambda i: len(data[i]))         # t2t sorts by length before batching
@@ -180,7 +183,7 @@ def main() -> None:
     p.add_argument("--sizes", default="small,base")
     p.add_argument("--beams", default="1,5")
     p.add_argument("--sentences", type=int, default=256)
-    p.add_argument("--systems", default="t2t,hf,ct2,ct2-int8,t2t-bf16")
+    p.add_argument("--systems", default="t2t,hf,ct2,ct2-int8,t2t-bf16,t2t-int8,t2t-ct2,t2t-ct2-int8")
     p.add_argument("--worker", nargs=3, metavar=("SYSTEM", "SIZE", "BEAM"))
     p.add_argument("--out", default=str(HERE / "results" / "decode_speed"))
     args = p.parse_args()
@@ -189,6 +192,7 @@ def main() -> None:
         n = args.sentences if size == "small" else args.sentences // 2
         fn = {"t2t": lambda: worker_t2t(size, int(beam), args.threads, n),
               "t2t-bf16": lambda: worker_t2t(size, int(beam), args.threads, n, "bf16"),
+              "t2t-int8": lambda: worker_t2t(size, int(beam), args.threads, n, "int8"),
               "hf": lambda: worker_hf(size, int(beam), args.threads, n),
               "ct2": lambda: worker_ct2(size, int(beam), args.threads, n),
               "ct2-int8": lambda: worker_ct2(size, int(beam), args.threads, n, "int8")}[system]

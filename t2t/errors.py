@@ -30,6 +30,14 @@ class CheckpointError(T2TError):
     """A checkpoint is missing, truncated, foreign, or incompatible."""
 
 
+class DecodeOptionError(T2TError):
+    """A decoding setting that is not allowed; `key` names it (e.g. "nbest")."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"decode.{key}: {message}")
+        self.key, self.message = key, message
+
+
 class TrainingError(T2TError):
     """Training cannot go on (e.g. too many non-finite losses)."""
 

@@ -208,8 +208,9 @@ class DecodeOptions(Options):
                       "or samples with sampling: true) and output the one the others agree with most (0: off)")
     mbr_metric: str = option("", help="the agreement measure of mbr, a metric's name (default: the recipe's first metric)")
     max_sentences: int = option(64, min=1, help="sentences per decoding batch")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
-        "auto", help="weights and activations when decoding (auto: bf16 on CUDA where supported, else fp32)")
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = option(
+        "auto", help="weights and activations when decoding (auto: bf16 on CUDA where supported, else fp32; "
+        "int8: the linear layers dynamically quantized to int8 with torch's own quantization, on CPU)")
 
     def check(self) -> None:
         if self.nbest > self.beam and not self.sampling:

@@ -19,7 +19,7 @@ import torch
 from t2t import checkpoint as ckpt
 from t2t import dataset
 from t2t.data import batch_indices
-from t2t.errors import CheckpointError, T2TError
+from t2t.errors import CheckpointError, DecodeOptionError, T2TError
 from t2t.metric import Metric
 from t2t.models.base import ModelSpec, Seq2Seq
 from t2t.models.ctc import JointCTC
@@ -87,6 +87,18 @@ def decode_dtype(precision: str, device: torch.device) -> torch.dtype:
     return reduced_dtype(precision, device, "decode.precision") or torch.float32
 
 
+def int8_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of a model for int8 CPU decoding: every linear layer dynamically quantized (int8
+    weights, activations quantized per batch) with torch's own quantization; embeddings, norms and
+    convolutions stay fp32. The model itself is left as it is."""
+    import copy
+    import warnings
+    from torch.ao.quantization import quantize_dynamic
+    with warnings.catch_warnings():          # torch.ao.quantization is deprecated in favour of torchao
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(copy.deepcopy(model).float().eval(), {torch.nn.Linear}, dtype=torch.qint8)
+
+
 def build_task(recipe: Recipe, registry, data_dir: str | os.PathLike | None = None) -> Task:
     cls = registry.get("tasks", recipe.task)
     return cls(recipe.data, resolve_data_dir(recipe, data_dir), recipe.seed)
@@ -138,6 +150,7 @@ class Pipeline:
         self.owns_model = False          # True when loaded for decoding: it may cast the weights
         self.checkpoint_paths: list[Path] = []     # where it was loaded from (an ensemble's members)
         self.truncated = 0               # sources cut to the model's maximum length so far
+        self._int8: torch.nn.Module | None = None     # the int8 copy, made at the first int8 decoding
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -240,14 +253,38 @@ class Pipeline:
         try:
             opts.check()
         except ValueError as e:
-            raise T2TError(f"decode.{getattr(e, 'key', '')}: {e}") from None
+            raise DecodeOptionError(getattr(e, "key", ""), str(e)) from None
         return opts
+
+    def request_options(self, beam: int | None = None, nbest: int | None = None, **overrides) -> DecodeOptions:
+        """`decode_options` for a caller that asks for n-best or MBR without a beam: the beam is
+        widened to what they need (sampling excepted)."""
+        if beam is None and not overrides.get("sampling"):
+            wide = max(nbest or 0, overrides.get("mbr") or 0)
+            beam = max(wide, self.recipe.decode.beam) if wide else None
+        return self.decode_options(beam=beam, nbest=nbest, **overrides)
 
     def _set_precision(self, precision: str) -> None:
         """Cast the model's weights for decoding (a pipeline loaded for decoding owns its model)."""
         dtype = decode_dtype(precision, self.device)
         if next(self.model.parameters()).dtype != dtype:
             self.model.to(dtype)
+
+    def decoding_model(self, precision: str) -> Seq2Seq:
+        """The model that decodes at a `decode.precision`: the model itself, cast where the pipeline
+        owns it, or (int8) its quantized copy, made once. A pipeline that does not own its model
+        (validation during training) decodes with it as it is."""
+        if not self.owns_model:
+            return self.model
+        if precision != "int8":
+            self._set_precision(precision)
+            return self.model
+        if self.device.type != "cpu":
+            raise T2TError("decode.precision int8: torch's int8 dynamic quantization runs on the CPU; "
+                           "on a GPU use bf16 or fp16")
+        if self._int8 is None:
+            self._int8 = int8_copy(self.model)
+        return self._int8
 
     @torch.no_grad()
     def search(self, sources: Sequence[Any], opts: DecodeOptions | None = None, seed: int | None = None,
@@ -261,8 +298,7 @@ class Pipeline:
         if opts.sampling and opts.nbest > 1:
             return [sorted(pool, key=lambda h: -h.score) for pool in search.draw(decode, sources, opts, opts.nbest)]
         self.model.eval()
-        if self.owns_model:
-            self._set_precision(opts.precision)
+        model = self.decoding_model(opts.precision)
         before = self.truncated
         encoded = [self.encode_source(s) for s in sources]
         if self.truncated > before:
@@ -275,12 +311,11 @@ class Pipeline:
         generator = None
         if opts.sampling:
             generator = torch.Generator(device=self.device).manual_seed(self.recipe.seed if seed is None else seed)
-        model = self.model
         if opts.ctc_weight:
             if isinstance(self.model, Ensemble):
                 raise T2TError("decode.ctc_weight: joint CTC/attention decoding takes one model, not an ensemble")
             try:
-                model = JointCTC(self.model, opts.ctc_weight, self.specials)
+                model = JointCTC(model, opts.ctc_weight, self.specials)
             except ValueError as e:
                 raise T2TError(str(e)) from None
         out: list[list[Hypothesis] | None] = [None] * len(encoded)
@@ -324,10 +359,7 @@ class Pipeline:
     def generate(self, sources: Sequence[Any], beam: int | None = None, nbest: int | None = None,
                  **overrides) -> list:
         """Output text for each source (a list of nbest texts when nbest > 1)."""
-        if beam is None and not overrides.get("sampling"):    # n-best and MBR need a beam at least that wide
-            wide = max(nbest or 0, overrides.get("mbr") or 0)
-            beam = max(wide, self.recipe.decode.beam) if wide else None
-        opts = self.decode_options(beam=beam, nbest=nbest, **overrides)
+        opts = self.request_options(beam, nbest, **overrides)
         results = self.search(list(sources), opts)
         texts = [[self.detokenize(h.tokens) for h in hyps] for hyps in results]
         return [t[0] for t in texts] if opts.nbest == 1 else texts

@@ -132,8 +132,8 @@ class Seq2Seq(nn.Module):
         replaced or changed in place, and dropped by every train()/eval() switch: a fused optimizer
         step (torch's fused AdamW on CPU) changes weights without bumping their version counter, so
         the counter alone would let validation during training decode with stale weights."""
-        if torch.is_grad_enabled() or h.device.type != "cpu":
-            return self.out(h)
+        if torch.is_grad_enabled() or h.device.type != "cpu" or not isinstance(self.out, nn.Linear):
+            return self.out(h)                               # (not nn.Linear: quantized for int8 decoding)
         w = self.out.weight
         key = (w.data_ptr(), w._version, w.dtype)
         if getattr(self, "_out_t_key", None) != key:

@@ -1,0 +1,182 @@
+"""`t2t export`: a trained Transformer run as a CTranslate2 model.
+
+    t2t export runs/multi30k_de_en --format ctranslate2 exported/ [--quantization int8]
+
+The weights are mapped onto CTranslate2's own model specification (`ctranslate2.specs.TransformerSpec`)
+and written by its converter, so the folder loads with `ctranslate2.Translator(folder)`. Beside the
+model the folder holds `decoding.json` (the recipe's decoding settings as `translate_batch`
+arguments) and, for SentencePiece runs, `source.spm` / `target.spm`. What CTranslate2's Transformer
+cannot express (RNNs, copying, CTC heads, feature sources, Conformer layers, ensembles) is refused
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from t2t.errors import T2TError
+from t2t.pipeline import Pipeline
+
+FORMATS = ("ctranslate2",)
+QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
+
+
+def export(run: str | os.PathLike, out: str | os.PathLike, format: str = "ctranslate2",
+           quantization: str | None = None, force: bool = False) -> Path:
+    """Export a run directory or checkpoint to `out`; returns the folder written."""
+    if format not in FORMATS:
+        raise T2TError(f"export --format: unknown format '{format}'; use {', '.join(FORMATS)}")
+    pipe = Pipeline.from_checkpoint(run, device="cpu")
+    return export_ctranslate2(pipe, out, quantization, force)
+
+
+def check_exportable(pipe: Pipeline) -> None:
+    """Refuse, naming the reason, a model whose CTranslate2 Transformer would compute something else."""
+    from t2t.models.ensemble import Ensemble
+    from t2t.models.transformer import Transformer
+    model = pipe.model
+    if isinstance(model, Ensemble):
+        raise T2TError("export: an ensemble cannot be exported as one model; export each run")
+    if type(model) is not Transformer:
+        raise T2TError(f"export: model.arch '{pipe.recipe.model.arch}' cannot be exported to CTranslate2; "
+                       f"only the Transformer (model.arch: transformer) can")
+    o = model.options
+    refusals = [(model.spec.feature_dim is not None, "its source is feature frames (a speech task), which "
+                 "CTranslate2's Transformer does not take"),
+                (o.copy, "model.copy: the pointer-generator's copy distribution has no CTranslate2 counterpart"),
+                (o.ctc_weight > 0, "model.ctc_weight: the CTC head has no CTranslate2 counterpart"),
+                (o.conv_kernel > 0, "model.conv_kernel: Conformer layers have no CTranslate2 counterpart"),
+                (o.activation not in ("relu", "gelu"), f"model.activation {o.activation}")]
+    for refused, why in refusals:
+        if refused:
+            raise T2TError(f"export: this model cannot be exported to CTranslate2: {why}")
+
+
+def export_ctranslate2(pipe: Pipeline, out: str | os.PathLike, quantization: str | None = None,
+                       force: bool = False) -> Path:
+    try:
+        from ctranslate2.converters.converter import Converter
+    except ImportError:
+        raise T2TError("export --format ctranslate2 needs CTranslate2: pip install 't2t[export]'") from None
+    check_exportable(pipe)
+    if quantization is not None and quantization not in QUANTIZATIONS:
+        raise T2TError(f"export --quantization: unknown type '{quantization}'; use {', '.join(QUANTIZATIONS)}")
+    out = Path(out)
+    if out.exists() and not force:
+        raise T2TError(f"export: {out} exists; remove it or pass --force")
+
+    class T2TConverter(Converter):
+        def _load(self):
+            return transformer_spec(pipe)
+
+    # written beside and renamed, so that a failed export leaves nothing under the name
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        T2TConverter().convert(str(tmp), quantization=quantization, force=True)
+        (tmp / "decoding.json").write_text(json.dumps(decoding_defaults(pipe), indent=1) + "\n")
+        for side, tok in (("source", pipe.src_tok), ("target", pipe.tgt_tok)):
+            model = getattr(tok, "model_bytes", None)
+            if model:
+                (tmp / f"{side}.spm").write_bytes(model)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def transformer_spec(pipe: Pipeline):
+    """The run's Transformer as a `ctranslate2.specs.TransformerSpec` with its weights set."""
+    from ctranslate2.specs import common_spec, transformer_spec as ts
+    model = pipe.model.float()
+    o = model.options
+    pre = o.norm == "pre"
+    spec = ts.TransformerSpec.from_config(
+        (len(model.encoder), len(model.decoder)), o.heads, pre_norm=pre,
+        activation=common_spec.Activation.GELU if o.activation == "gelu" else common_spec.Activation.RELU)
+    w = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    w.update({f"{side}_pos.table": getattr(model, f"{side}_pos").table.detach().float().numpy() for side in ("src", "tgt")})
+
+    def linear(dst, name):
+        dst.weight = w[f"{name}.weight"]
+        if f"{name}.bias" in w:
+            dst.bias = w[f"{name}.bias"]
+
+    def norm(dst, name):
+        dst.gamma, dst.beta = w[f"{name}.weight"], w[f"{name}.bias"]
+
+    enc, dec = spec.encoder, spec.decoder
+    enc.embeddings[0].weight = w["src_embed.embed.weight"]
+    enc.position_encodings.encodings = w["src_pos.table"]          # t2t's table (sin/cos interleaved)
+    dec.embeddings.weight = w["tgt_embed.weight"]
+    dec.position_encodings.encodings = w["tgt_pos.table"]
+    enc.scale_embeddings = dec.scale_embeddings = True              # both sides scale by sqrt(dim)
+    if pre:
+        norm(enc.layer_norm, "enc_norm")
+        norm(dec.layer_norm, "dec_norm")
+    for i, layer in enumerate(enc.layer):
+        p = f"encoder.{i}"
+        linear(layer.self_attention.linear[0], f"{p}.attn.qkv")    # fused q, k, v: the same layout
+        linear(layer.self_attention.linear[1], f"{p}.attn.out")
+        norm(layer.self_attention.layer_norm, f"{p}.norm1")
+        linear(layer.ffn.linear_0, f"{p}.ff.fc1")
+        linear(layer.ffn.linear_1, f"{p}.ff.fc2")
+        norm(layer.ffn.layer_norm, f"{p}.norm2")
+    for i, layer in enumerate(dec.layer):
+        p = f"decoder.{i}"
+        linear(layer.self_attention.linear[0], f"{p}.self_attn.qkv")
+        linear(layer.self_attention.linear[1], f"{p}.self_attn.out")
+        norm(layer.self_attention.layer_norm, f"{p}.norm1")
+        linear(layer.attention.linear[0], f"{p}.cross_attn.q")
+        linear(layer.attention.linear[1], f"{p}.cross_attn.kv")     # fused k, v
+        linear(layer.attention.linear[2], f"{p}.cross_attn.out")
+        norm(layer.attention.layer_norm, f"{p}.norm2")
+        linear(layer.ffn.linear_0, f"{p}.ff.fc1")
+        linear(layer.ffn.linear_1, f"{p}.ff.fc2")
+        norm(layer.ffn.layer_norm, f"{p}.norm3")
+    dec.projection.weight = w["out.weight"]
+    if "out.bias" in w:
+        dec.projection.bias = w["out.bias"]
+    eps = {m.eps for m in model.modules() if isinstance(m, torch.nn.LayerNorm)}
+    spec.config.layer_norm_epsilon = float(eps.pop()) if len(eps) == 1 else 1e-5
+    src_tokens = pipe.src_tok.vocab.tokens
+    tgt_tokens = pipe.tgt_tok.vocab.tokens
+    spec.register_source_vocabulary(list(src_tokens))
+    spec.register_target_vocabulary(list(tgt_tokens))
+    v = pipe.tgt_tok.vocab
+    spec.config.unk_token, spec.config.bos_token = tgt_tokens[v.unk], tgt_tokens[v.bos]
+    spec.config.eos_token, spec.config.decoder_start_token = tgt_tokens[v.eos], tgt_tokens[v.bos]
+    return spec
+
+
+def decoding_defaults(pipe: Pipeline) -> dict:
+    """The recipe's decoding settings as `ctranslate2.Translator.translate_batch` arguments, with
+    what does not carry over said in `notes`."""
+    d = pipe.recipe.decode
+    limit = pipe.model.options.max_positions
+    args = {"beam_size": d.beam, "num_hypotheses": d.nbest, "min_decoding_length": d.min_len,
+            "max_decoding_length": min(limit - 1, int(d.max_len_b + d.max_len_a * limit)),
+            "max_input_length": limit, "no_repeat_ngram_size": d.no_repeat_ngram_size,
+            "length_penalty": d.length_penalty, "return_scores": True}
+    if d.sampling:
+        args.update(sampling_topk=d.top_k or 0, sampling_topp=d.top_p, sampling_temperature=d.temperature)
+    notes = []
+    if d.beam > 1 and d.length_penalty:
+        notes.append(f"t2t divides scores by the GNMT penalty ((5 + length) / 6) ** {d.length_penalty}; "
+                     f"CTranslate2 by length ** length_penalty: beam outputs can differ")
+    if d.max_len_a:
+        notes.append(f"t2t's output limit grows with the source ({d.max_len_a} x source length + {d.max_len_b}); "
+                     f"max_decoding_length is that limit for the longest source the model takes")
+    if d.unk_penalty or d.mbr or d.ctc_weight:
+        notes.append("decode.unk_penalty, decode.mbr and decode.ctc_weight have no CTranslate2 counterpart")
+    tok = pipe.recipe.tokenizer
+    return {"translate_batch": args, "tokenizer": {"name": tok.name, "lowercase": bool(getattr(tok, "lowercase", False)),
+                                                    "files": ["source.spm", "target.spm"] if tok.name == "sentencepiece" else []},
+            "task": pipe.recipe.task, "notes": notes}
