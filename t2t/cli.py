@@ -254,6 +254,21 @@ def _generate_chunk(pipe, lines, opts, args, out, first: bool) -> None:
         print(f"attention of the first sentence drawn to {path}", file=sys.stderr)
 
 
+def cmd_serve(args) -> int:
+    from t2t.serve import ServeSettings, serve
+    fields = {f: getattr(args, f) for f in ServeSettings.__dataclass_fields__ if getattr(args, f, None) is not None}
+    serve(args.runs, host=args.host, port=args.port, device=args.device or "auto", data_dir=args.data_dir,
+          settings=ServeSettings(**fields), threads=args.threads)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from t2t.export import export
+    out = export(args.run, args.out, format=args.format, quantization=args.quantization, force=args.force)
+    print(f"exported {args.run} to {out} ({args.format}{', ' + args.quantization if args.quantization else ''})")
+    return 0
+
+
 def cmd_plugins(args) -> int:
     reg = _registry()
     if args.json or args.verbose:
@@ -355,7 +370,7 @@ def _add_decode_flags(p: argparse.ArgumentParser) -> None:
                    "n-best, or samples) the others agree with most")
     g.add_argument("--mbr-metric", help="agreement measure for --mbr (default: the recipe's first metric)")
     g.add_argument("--max-sentences", type=int, help="sentences per decoding batch")
-    g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="decoding precision")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"), help="decoding precision")
 
 
 def _add_common(p: argparse.ArgumentParser, recipe: bool | str = True) -> None:
@@ -422,6 +437,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot-attention", metavar="OUT.png", help="draw the first sentence's attention")
     _add_decode_flags(p)
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("serve", help="serve trained models over HTTP (API, dynamic batching, a page at /)")
+    p.add_argument("runs", nargs="+", metavar="[NAME=]RUN", help="run directories or checkpoints (named after "
+                   "their folder unless NAME= is given)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--data-dir", default=None, help="base folder for data.dir (default: $T2T_DATA)")
+    p.add_argument("--threads", type=int, help="CPU threads for decoding")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"),
+                   help="decoding precision for every model (default: each recipe's)")
+    from t2t.serve.settings import ServeSettings
+    d = ServeSettings()
+    p.add_argument("--max-inputs", type=int, help=f"inputs per request (default {d.max_inputs})")
+    p.add_argument("--max-input-tokens", type=int, help=f"source tokens per input (default {d.max_input_tokens})")
+    p.add_argument("--max-beam", type=int, help=f"largest beam or n-best a request may ask (default {d.max_beam})")
+    p.add_argument("--max-queue", type=int, help=f"sentences waiting per model before 503 (default {d.max_queue})")
+    p.add_argument("--max-wait-ms", type=float, help=f"how long a batch waits for more requests (default {d.max_wait_ms})")
+    p.add_argument("--max-batch-tokens", type=int, help=f"source tokens per batch (default {d.max_batch_tokens})")
+    p.add_argument("--max-batch-sentences", type=int, help=f"sentences per batch (default {d.max_batch_sentences})")
+    p.add_argument("--timeout-s", type=float, help=f"per-request timeout, 504 after it (default {d.timeout_s})")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("export", help="export a Transformer run to another runtime (CTranslate2)")
+    p.add_argument("run", help="run directory or checkpoint file")
+    p.add_argument("out", help="folder to write (must not exist unless --force)")
+    p.add_argument("--format", default="ctranslate2", choices=("ctranslate2",))
+    p.add_argument("--quantization", help="weight type of the exported model: int8, int8_float32, int16, "
+                   "float16, bfloat16, float32 (default: the weights as trained, float32)")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("plugins", help="list installed tasks, tokenizers, metrics and models")
     p.add_argument("--verbose", action="store_true", help="per plugin: package, version, hooks, names")

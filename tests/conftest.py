@@ -78,7 +78,8 @@ def assert_same_final_parameters(run_a: Path, run_b: Path, steps: int) -> None:
 @pytest.fixture(scope="session")
 def toy_transformer(tmp_path_factory):
     """A small Transformer trained on the dates task to about 90% exact match (500 updates, about
-    15 s on 2 cores), shared by the serving, int8 and export tests: (run directory, test examples)."""
+    15 s on 2 cores) and scored on its test split, shared by the serving, int8 and export tests: (run directory, test examples)."""
+    from t2t.evaluation import evaluate
     from t2t.pipeline import load
     from t2t.recipe import load_recipe
     from t2t.testing import tiny_recipe, using_registry
@@ -92,5 +93,6 @@ def toy_transformer(tmp_path_factory):
                          output_dir=str(run))
     with using_registry(Registry.from_plugins(builtins=True)):
         train(load_recipe(recipe), overwrite=True)
+        evaluate(run, split="test", device="cpu")          # the report a model card shows
         examples = load(run, device="cpu").task.examples("test")
     return run, examples

@@ -1,0 +1,318 @@
+"""The HTTP API (FastAPI on uvicorn) and the page at `/`.
+
+    POST /v1/generate   {"model": NAME, "inputs": [...], "beam": 5, "nbest": 3, "attention": true}
+    GET  /v1/models     each model's card: task, data, tokenizer, model, decoding defaults, scores
+    GET  /health        liveness and queue depth
+    GET  /docs, /openapi.json
+
+Requests go through the model's `Batcher` (dynamic batching on a decoding thread) to
+`Pipeline.search`, the path `t2t generate` takes: serving adds no second decoding path. Bad requests
+get a 4xx whose `error` names the field; a full queue a 503 with Retry-After; a request that waits
+past its timeout a 504.
+"""
+
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from t2t.errors import DecodeOptionError, T2TError, did_you_mean
+from t2t.pipeline import Pipeline
+from t2t.serve.batcher import Batcher, QueueFull
+from t2t.serve.settings import ServeSettings
+
+log = logging.getLogger("t2t")
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+class ServedModel:
+    """A loaded pipeline, its batcher and its card."""
+
+    def __init__(self, name: str, pipe: Pipeline, settings: ServeSettings):
+        if pipe.src_tok is None:
+            raise T2TError(f"serve: model '{name}' reads feature frames (task {pipe.recipe.task}); "
+                           f"the server takes text inputs only")
+        self.name, self.pipe, self.settings = name, pipe, settings
+        most = pipe.model.length_limits()[0]
+        self.max_tokens = min(settings.max_input_tokens, most) if most else settings.max_input_tokens
+        self.batcher = Batcher(self._decode, name, max_wait_ms=settings.max_wait_ms,
+                               max_batch_tokens=settings.max_batch_tokens,
+                               max_batch_sentences=settings.max_batch_sentences, max_queue=settings.max_queue)
+        self.card = model_card(name, pipe)
+
+    def _decode(self, inputs: list[str], key) -> list[dict]:
+        """On the decoding thread: hypotheses (and attention) as plain data."""
+        opts, attention, seed = key
+        results = self.pipe.search(inputs, opts, seed=seed, need_attention=attention)
+        vocab = self.pipe.tgt_tok.vocab.tokens
+        out = []
+        for source, hyps in zip(inputs, results):
+            item: dict[str, Any] = {"hypotheses": [{"text": self.pipe.detokenize(h.tokens), "score": round(h.score, 5),
+                                                    "logprob": round(h.logprob, 5)} for h in hyps]}
+            best = hyps[0]
+            if attention and best.attention is not None:
+                src_ids = self.pipe.src_tok.encode(source)[: self.max_tokens] or [self.pipe.specials.unk]
+                weights = best.attention.float()[:, : len(src_ids)]
+                item["attention"] = {"source_tokens": [self.pipe.src_tok.vocab.tokens[i] for i in src_ids],
+                                     "target_tokens": [vocab[i] for i in best.tokens] + ["</s>"],
+                                     "weights": [[round(float(x), 4) for x in row] for row in weights]}
+            out.append(item)
+        return out
+
+    def warm_up(self) -> None:
+        opts = self.pipe.decode_options(**({"precision": self.settings.precision} if self.settings.precision else {}))
+        self.pipe.search(["warm up"], opts)
+
+
+def model_card(name: str, pipe: Pipeline) -> dict:
+    """What `/v1/models` says of a model: recipe, task, tokenizer, model and, where the run has
+    evaluation reports (RUN/eval/*.report.json), their scores."""
+    r = pipe.recipe
+    ckpt = pipe.checkpoint_path
+    run_dir = ckpt.parent.parent if ckpt is not None and ckpt.parent.name == "checkpoints" else None
+    scores = {}
+    for report in sorted(run_dir.glob("eval/*.report.json")) if run_dir else []:
+        try:
+            data = json.loads(report.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        scores[data.get("split", report.name.split(".")[0])] = {
+            "sentences": data.get("sentences"),
+            "metrics": {k: {"value": v.get("value"), "signature": v.get("signature")}
+                        for k, v in data.get("metrics", {}).items()},
+            "baselines": {b: {k: v.get("value") for k, v in m.items() if isinstance(v, dict)}
+                          for b, m in data.get("baselines", {}).items()}}
+    return {"name": name, "task": r.task, "source": pipe.task.source_kind,
+            "data": {k: v for k, v in dataclasses.asdict(r.data).items() if not k.startswith("_")},
+            "tokenizer": {"name": r.tokenizer.name, "source_vocab": len(pipe.src_tok.vocab),
+                          "target_vocab": len(pipe.tgt_tok.vocab)},
+            "model": {"arch": r.model.arch, "parameters": pipe.model.num_parameters(),
+                      "options": dataclasses.asdict(r.model)},
+            "decode": dataclasses.asdict(r.decode), "metrics": [m.name for m in r.metrics],
+            "checkpoint": str(ckpt) if ckpt else None, "scores": scores, "recipe": r.to_yaml()}
+
+
+def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSettings(), warm_up: bool = True):
+    """The ASGI app serving `models` (name -> a loaded Pipeline)."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.staticfiles import StaticFiles
+    from pydantic import BaseModel, ConfigDict, Field
+
+    if not models:
+        raise T2TError("serve: no model given")
+    served = {name: ServedModel(name, pipe, settings) for name, pipe in models.items()}
+    default = next(iter(served))
+    s = settings
+
+    class GenerateRequest(BaseModel):
+        """Inputs to decode with one model; settings left out take the model's recipe's."""
+        model_config = ConfigDict(extra="forbid")
+        model: Optional[str] = Field(None, description=f"a name from /v1/models (default: {default})")
+        inputs: list[str] = Field(..., min_length=1, max_length=s.max_inputs, description="source texts")
+        beam: Optional[int] = Field(None, ge=1, le=s.max_beam)
+        nbest: Optional[int] = Field(None, ge=1, le=s.max_beam)
+        sampling: Optional[bool] = None
+        temperature: Optional[float] = Field(None, gt=0)
+        top_k: Optional[int] = Field(None, ge=0)
+        top_p: Optional[float] = Field(None, gt=0, le=1)
+        seed: Optional[int] = Field(None, description="sampling seed: a request with one is decoded in a batch of its own")
+        length_penalty: Optional[float] = Field(None, ge=0)
+        max_len_a: Optional[float] = Field(None, ge=0)
+        max_len_b: Optional[int] = Field(None, ge=1, le=1024)
+        min_len: Optional[int] = Field(None, ge=0)
+        no_repeat_ngram_size: Optional[int] = Field(None, ge=0)
+        attention: bool = Field(False, description="return the best hypothesis's attention over the source tokens")
+
+    class Hyp(BaseModel):
+        text: str
+        score: float
+        logprob: float
+
+    class Attention(BaseModel):
+        source_tokens: list[str]
+        target_tokens: list[str]
+        weights: list[list[float]]
+
+    class Output(BaseModel):
+        hypotheses: list[Hyp]
+        attention: Optional[Attention] = None
+
+    class Batch(BaseModel):
+        requests: int
+        sentences: int
+        wait_ms: float
+        decode_ms: float
+
+    class GenerateResponse(BaseModel):
+        model: str
+        outputs: list[Output]
+        decode: dict
+        batch: Batch
+
+    @asynccontextmanager
+    async def lifespan(app):
+        if warm_up:
+            for m in served.values():
+                await asyncio.to_thread(m.warm_up)
+        yield
+        for m in served.values():
+            m.batcher.close()
+
+    app = FastAPI(title="t2t", description="Decode with trained t2t models.", lifespan=lifespan)
+    app.state.models = served
+
+    def error(status: int, message: str, field: str | None = None, headers: dict | None = None):
+        return JSONResponse({"error": message, **({"field": field} if field else {})}, status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0]
+        loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+        if first.get("type") == "json_invalid":
+            return error(400, f"the request body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}")
+        field = ".".join(loc) or None
+        msg = first.get("msg", "invalid")
+        if field is None:
+            return error(400, "the request body must be a JSON object (sent with Content-Type: application/json)")
+        if first.get("type") == "extra_forbidden":
+            allowed = list(GenerateRequest.model_fields)
+            msg = f"unknown field{did_you_mean(loc[-1], allowed)}; the fields are: {', '.join(allowed)}"
+        elif first.get("type") == "missing":
+            msg = "required"
+        return error(422, f"{field}: {msg}" if field else msg, field)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > s.max_body_bytes:
+            return error(413, f"the request body is {size} bytes; this server takes at most {s.max_body_bytes}")
+        return await call_next(request)
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "models": {n: {"queued_sentences": m.batcher.pending, "batches": m.batcher.batches,
+                                               "sentences": m.batcher.sentences, "queue_limit": s.max_queue}
+                                           for n, m in served.items()}}
+
+    @app.get("/v1/models")
+    async def list_models():
+        return {"models": [m.card for m in served.values()], "default": default,
+                "limits": {"max_inputs": s.max_inputs, "max_input_tokens": s.max_input_tokens,
+                           "max_beam": s.max_beam, "timeout_s": s.timeout_s}}
+
+    @app.post("/v1/generate", response_model=GenerateResponse,
+              responses={400: {"description": "invalid JSON"}, 404: {"description": "unknown model"},
+                         413: {"description": "request too large"},
+                         422: {"description": "a field is invalid; `error` and `field` name it"},
+                         503: {"description": "the model's queue is full; retry after Retry-After seconds"},
+                         504: {"description": "not decoded within the request timeout"}})
+    async def generate(req: GenerateRequest):
+        name = req.model or default
+        m = served.get(name)
+        if m is None:
+            return error(404, f"model: unknown model '{name}'; the models are: {', '.join(served)}", "model")
+        overrides = req.model_dump(exclude={"model", "inputs", "attention", "seed"}, exclude_none=True)
+        if s.precision:
+            overrides["precision"] = s.precision
+        try:
+            opts = m.pipe.request_options(overrides.pop("beam", None), overrides.pop("nbest", None), **overrides)
+        except DecodeOptionError as e:
+            return error(422, f"{e.key}: {e.message}", e.key)
+        if opts.mbr:
+            return error(422, "mbr: minimum Bayes risk decoding is not served (its cost grows with the square of "
+                         "the candidates)", "mbr")
+        tokens = 0
+        for i, text in enumerate(req.inputs):
+            n = len(m.pipe.src_tok.encode(text))
+            if n > m.max_tokens:
+                return error(422, f"inputs.{i}: {n} tokens long; this server takes at most {m.max_tokens}",
+                             f"inputs.{i}")
+            tokens += max(n, 1)
+        key = (opts, req.attention, req.seed if opts.sampling and req.seed is not None else None)
+        if key[2] is not None:
+            key = (*key, object())                     # a seeded sample is decoded alone: reproducible
+        try:
+            job = m.batcher.submit(req.inputs, key, tokens)
+        except QueueFull as e:
+            return error(503, f"{e}; retry later", headers={"Retry-After": "1"})
+        try:
+            outputs, info = await asyncio.wait_for(asyncio.shield(job.future), s.timeout_s)
+        except asyncio.TimeoutError:
+            m.batcher.cancel(job)
+            return error(504, f"not decoded within {s.timeout_s:g} s")
+        except T2TError as e:
+            return error(422, str(e))
+        return {"model": name, "outputs": outputs, "decode": dataclasses.asdict(opts),
+                "batch": dataclasses.asdict(info)}
+
+    return app
+
+
+def load_models(specs: list[str], device: str = "auto", data_dir: str | None = None) -> dict[str, Pipeline]:
+    """`NAME=RUN` or `RUN` (named after its folder) -> loaded pipelines."""
+    from t2t.pipeline import load
+    models: dict[str, Pipeline] = {}
+    for spec in specs:
+        name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        p = Path(path)
+        name = name or (p.parent.parent.name if p.suffix == ".pt" and p.parent.name == "checkpoints"
+                        else p.stem if p.suffix == ".pt" else p.resolve().name)
+        if name in models:
+            raise T2TError(f"serve: two models are named '{name}'; name them: NAME=RUN")
+        models[name] = load(path, device=device, data_dir=data_dir)
+    return models
+
+
+def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
+          data_dir: str | None = None, settings: ServeSettings = ServeSettings(), threads: int | None = None) -> None:
+    """Load the models and serve them until interrupted."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise T2TError("t2t serve needs its extra: pip install 't2t[serve]'") from None
+    import torch
+    if threads:
+        torch.set_num_threads(threads)
+    app = create_app(load_models(specs, device, data_dir), settings)
+    log.info(f"serving {', '.join(app.state.models)} on http://{host}:{port}/ (API: /v1/generate, docs: /docs)")
+    uvicorn.run(app, host=host, port=port, log_level=os.environ.get("T2T_SERVE_LOG", "warning"))
+
+
+class running_server:
+    """`with running_server(app) as url:` the app served by uvicorn on a free loopback port in a
+    background thread (tests, benchmarks, notebooks); stopped on leaving."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
+        import threading
+
+        import uvicorn
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        import time
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise T2TError("serve: the server did not start (see the log above)")
+            time.sleep(0.01)
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)

@@ -1,0 +1,164 @@
+"""Dynamic batching: the requests for one model that arrive within a few milliseconds are decoded as
+one batch by that model's decoding thread, so many small concurrent requests get batch throughput
+while the event loop never waits on decoding.
+
+A request is a `Job` (its inputs and decoding settings); jobs with the same settings can share a
+batch. The queue is bounded in sentences, counted from acceptance to answer (waiting or being
+decoded): `submit` refuses at once with `QueueFull` instead of letting a backlog grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Hashable, Sequence
+
+log = logging.getLogger("t2t")
+
+
+class QueueFull(Exception):
+    """The model's queue holds as many sentences as it may: answer 503 and let the client retry."""
+
+
+@dataclasses.dataclass(eq=False)
+class Job:
+    inputs: Sequence[Any]
+    key: Hashable                     # jobs with equal keys may be decoded in one batch
+    tokens: int                       # source tokens, for the batch budget
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    accepted: float = dataclasses.field(default_factory=time.perf_counter)
+    cancelled: bool = False           # its client gave up (timeout): skip it if not started
+
+    def resolve(self, result=None, error: BaseException | None = None) -> None:
+        def set_():
+            if not self.future.done():
+                self.future.set_exception(error) if error is not None else self.future.set_result(result)
+        self.loop.call_soon_threadsafe(set_)
+
+
+@dataclasses.dataclass
+class BatchInfo:
+    """What the batch that decoded a job held: the response reports it."""
+    requests: int
+    sentences: int
+    wait_ms: float
+    decode_ms: float
+
+
+class Batcher:
+    """One decoding thread for one model.
+
+    `decode(inputs, key) -> results` decodes a batch (one result per input, in order); it runs on
+    the thread only. A batch takes jobs of the first waiting job's key, in arrival order, until
+    `max_batch_tokens` source tokens or `max_batch_sentences` sentences, waiting at most
+    `max_wait_ms` after its first job for more to arrive."""
+
+    def __init__(self, decode: Callable[[list, Hashable], list], name: str = "model", *,
+                 max_wait_ms: float = 5.0, max_batch_tokens: int = 4096, max_batch_sentences: int = 64,
+                 max_queue: int = 256):
+        self.decode, self.name = decode, name
+        self.max_wait = max_wait_ms / 1000.0
+        self.max_batch_tokens, self.max_batch_sentences = max_batch_tokens, max_batch_sentences
+        self.max_queue = max_queue
+        self.pending = 0                      # sentences accepted and not yet answered
+        self.batches = self.sentences = 0     # decoded so far
+        self._jobs: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name=f"t2t-decode-{name}", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ event-loop side
+    def submit(self, inputs: Sequence[Any], key: Hashable, tokens: int) -> Job:
+        """Queue a job (called on the event loop); raises QueueFull when it does not fit."""
+        loop = asyncio.get_running_loop()
+        with self._cond:
+            if self._stop:
+                raise QueueFull("the server is shutting down")
+            if self.pending + len(inputs) > self.max_queue:
+                raise QueueFull(f"model '{self.name}' has {self.pending} sentences queued (limit {self.max_queue})")
+            job = Job(list(inputs), key, tokens, loop.create_future(), loop)
+            self.pending += len(inputs)
+            self._jobs.append(job)
+            self._cond.notify()
+        return job
+
+    def cancel(self, job: Job) -> None:
+        """The client stopped waiting: drop the job if it has not been taken yet."""
+        with self._cond:
+            job.cancelled = True
+            if job in self._jobs:
+                self._jobs.remove(job)
+                self.pending -= len(job.inputs)
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
+
+    # ------------------------------------------------------------------ decoding thread
+    def _take(self) -> list[Job] | None:
+        """The next batch's jobs (blocking), or None when closed."""
+        with self._cond:
+            while not self._jobs and not self._stop:
+                self._cond.wait()
+            if self._stop:
+                return None
+            first = self._jobs[0]
+            deadline = first.accepted + self.max_wait
+            while True:
+                batch, tokens, sentences = [], 0, 0
+                for job in self._jobs:
+                    if job.key != first.key:
+                        continue
+                    if batch and (tokens + job.tokens > self.max_batch_tokens
+                                  or sentences + len(job.inputs) > self.max_batch_sentences):
+                        break
+                    batch.append(job)
+                    tokens, sentences = tokens + job.tokens, sentences + len(job.inputs)
+                full = tokens >= self.max_batch_tokens or sentences >= self.max_batch_sentences
+                left = deadline - time.perf_counter()
+                if full or left <= 0 or self._stop:
+                    break
+                self._cond.wait(left)
+            for job in batch:
+                self._jobs.remove(job)
+            return batch
+
+    def _run(self) -> None:
+        while True:
+            jobs = self._take()
+            if jobs is None:
+                return
+            with self._cond:                 # taken, then given up on: never decoded
+                self.pending -= sum(len(j.inputs) for j in jobs if j.cancelled)
+                jobs = [j for j in jobs if not j.cancelled]
+            if not jobs:
+                continue
+            inputs = [x for j in jobs for x in j.inputs]
+            start = time.perf_counter()
+            try:
+                results, error = self.decode(inputs, jobs[0].key), None
+            except Exception as e:          # answered to each client of the batch; the thread goes on
+                log.exception(f"serve: decoding a batch for model '{self.name}' failed")
+                results, error = None, e
+            done = time.perf_counter()
+            with self._cond:
+                self.pending -= len(inputs)
+                self.batches += 1
+                self.sentences += len(inputs)
+            at = 0
+            for job in jobs:
+                n = len(job.inputs)
+                info = BatchInfo(len(jobs), len(inputs), (start - job.accepted) * 1000, (done - start) * 1000)
+                if error is not None:
+                    job.resolve(error=error)
+                else:
+                    job.resolve((results[at: at + n], info))
+                at += n

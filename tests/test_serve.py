@@ -1,0 +1,137 @@
+"""`t2t serve` end to end: a real uvicorn server on loopback, a trained toy model, real HTTP."""
+
+import threading
+
+import pytest
+
+httpx = pytest.importorskip("httpx", reason="httpx is not installed (pip install 't2t[test]')")
+pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install 't2t[serve]')")
+
+from t2t.pipeline import load  # noqa: E402
+from t2t.serve import ServeSettings, create_app  # noqa: E402
+from t2t.serve.app import running_server  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def pipe(toy_transformer):
+    run, examples = toy_transformer
+    return load(run, device="cpu"), examples
+
+
+def serving(pipe, **settings):
+    return running_server(create_app({"dates": pipe}, ServeSettings(**settings)))
+
+
+def post(url, body, **kw):
+    return httpx.post(f"{url}/v1/generate", json=body, timeout=30, **kw)
+
+
+def test_a_request_gets_what_generate_gives(pipe):
+    p, examples = pipe
+    sources = [e.source for e in examples[:5]]
+    with serving(p) as url:
+        r = post(url, {"inputs": sources, "beam": 4, "nbest": 2, "attention": True})
+        assert r.status_code == 200, r.text
+        data = r.json()
+        assert data["model"] == "dates" and data["decode"]["beam"] == 4
+        assert [o["hypotheses"][0]["text"] for o in data["outputs"]] == p.generate(sources, beam=4)
+        first = data["outputs"][0]
+        assert len(first["hypotheses"]) == 2 and first["hypotheses"][0]["score"] >= first["hypotheses"][1]["score"]
+        att = first["attention"]
+        assert len(att["weights"]) == len(att["target_tokens"]) and att["target_tokens"][-1] == "</s>"
+        assert "".join(att["source_tokens"]) == sources[0]
+        assert all(abs(sum(row) - 1) < 1e-2 for row in att["weights"])
+        health = httpx.get(f"{url}/health").json()
+        assert health["status"] == "ok" and health["models"]["dates"]["queued_sentences"] == 0
+        card = httpx.get(f"{url}/v1/models").json()["models"][0]
+        assert card["task"] == "dates" and card["model"]["arch"] == "transformer" and "task: dates" in card["recipe"]
+        test = card["scores"]["test"]
+        assert test["sentences"] == 200 and test["metrics"]["exact_match"]["value"] > 80
+        schema = httpx.get(f"{url}/openapi.json").json()
+        assert "/v1/generate" in schema["paths"] and "GenerateRequest" in schema["components"]["schemas"]
+        page = httpx.get(url)
+        assert page.status_code == 200 and 'id="heatmap"' in page.text
+        assert httpx.get(f"{url}/static/app.js").status_code == 200
+
+
+def test_concurrent_requests_are_decoded_together(pipe):
+    p, examples = pipe
+    sources = [e.source for e in examples[:12]]
+    results = [None] * len(sources)
+    with serving(p, max_wait_ms=300) as url:
+        def ask(i):
+            results[i] = post(url, {"inputs": [sources[i]]})
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(sources))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        health = httpx.get(f"{url}/health").json()["models"]["dates"]
+    assert all(r.status_code == 200 for r in results), [r.text for r in results if r.status_code != 200]
+    assert [r.json()["outputs"][0]["hypotheses"][0]["text"] for r in results] == p.generate(sources)
+    sizes = [r.json()["batch"]["requests"] for r in results]
+    assert max(sizes) > 1 and health["batches"] < len(sources), (sizes, health)
+
+
+@pytest.mark.parametrize("body,status,field,message", [
+    ({"inputs": ["x"], "bem": 3}, 422, "bem", "unknown field; did you mean 'beam'?"),
+    ({"inputs": []}, 422, "inputs", "at least 1 item"),
+    ({"inputs": ["x"] * 9}, 422, "inputs", "at most 8 items"),
+    ({"inputs": ["x" * 41]}, 422, "inputs.0", "41 tokens long; this server takes at most 40"),
+    ({"inputs": ["x", 3]}, 422, "inputs.1", "valid string"),
+    ({"inputs": ["x"], "beam": "wide"}, 422, "beam", "valid integer"),
+    ({"inputs": ["x"], "beam": 99}, 422, "beam", "less than or equal to 16"),
+    ({"inputs": ["x"], "beam": 2, "nbest": 3}, 422, "nbest", "larger than decode.beam 2"),
+    ({"inputs": ["x"], "sampling": True, "beam": 2}, 422, "sampling", "exclude each other"),
+    ({"inputs": ["x"], "model": "nope"}, 404, "model", "unknown model 'nope'; the models are: dates"),
+    ({"model": "dates"}, 422, "inputs", "required"),
+])
+def test_bad_requests_are_answered_with_the_field(pipe, body, status, field, message):
+    p, _ = pipe
+    with serving(p, max_inputs=8, max_input_tokens=40) as url:
+        r = post(url, body)
+    assert r.status_code == status, r.text
+    assert r.json()["field"] == field and message in r.json()["error"], r.json()
+
+
+def test_malformed_bodies(pipe):
+    p, _ = pipe
+    with serving(p, max_body_bytes=2000) as url:
+        r = httpx.post(f"{url}/v1/generate", content=b'{"inputs": ["x"', headers={"content-type": "application/json"})
+        assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+        r = httpx.post(f"{url}/v1/generate", content=b'["x"]', headers={"content-type": "application/json"})
+        assert r.status_code == 400 and "must be a JSON object" in r.json()["error"]
+        r = post(url, {"inputs": ["x" * 3000]})
+        assert r.status_code == 413 and "at most 2000" in r.json()["error"]
+
+
+def test_a_full_queue_answers_503_and_a_slow_answer_504(pipe):
+    p, examples = pipe
+    sources = [e.source for e in examples[:4]]
+    # the first request's batch waits 1.5 s for company, holding the queue's 4 places all along
+    with serving(p, max_queue=4, max_wait_ms=1500) as url:
+        first = {}
+        t = threading.Thread(target=lambda: first.update(r=post(url, {"inputs": sources})))
+        t.start()
+        while httpx.get(f"{url}/health").json()["models"]["dates"]["queued_sentences"] < 4:
+            pass
+        r = post(url, {"inputs": ["July 4, 1998"]})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert "4 sentences queued (limit 4)" in r.json()["error"]
+        t.join()
+        assert first["r"].status_code == 200
+        assert post(url, {"inputs": ["July 4, 1998"]}).status_code == 200       # room again
+    with serving(p, max_wait_ms=1500, timeout_s=0.3) as url:
+        r = post(url, {"inputs": ["July 4, 1998"]})
+        assert r.status_code == 504 and "not decoded within 0.3 s" in r.json()["error"]
+        assert httpx.get(f"{url}/health").json()["models"]["dates"]["queued_sentences"] == 0
+
+
+def test_serve_refuses_what_it_cannot_serve(pipe):
+    from t2t.errors import T2TError
+    p, _ = pipe
+    with pytest.raises(T2TError, match="no model"):
+        create_app({})
+    from t2t.serve.app import load_models
+    with pytest.raises(T2TError, match="two models are named"):
+        load_models([f"a={p.checkpoint_path}", f"a={p.checkpoint_path}"], device="cpu")
