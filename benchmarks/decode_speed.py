@@ -5,7 +5,10 @@ Transformer base (d 512, 6+6, 8 heads, ff 2048) and small (d 256, 3+3, 4 heads, 
 exactly 30 output tokens forced (minimum = maximum length), so that runs compare; greedy and beam 5,
 batches of 32 sentences, float32, 2 CPU threads. CTranslate2 (where it installs) gets the saved
 Marian model through its own converter, and is also run in int8 for reference; t2t is also run
-with bf16 weights (`decode.precision: bf16`).
+with bf16 weights (`decode.precision: bf16`) and int8 linear layers (`decode.precision: int8`), and
+t2t's own model is exported with `t2t export` (`t2t.export.write_ctranslate2`) and decoded by
+CTranslate2 in float32 and int8 (t2t-ct2, t2t-ct2-int8): its speed should equal CTranslate2's on the
+Marian model of the same shape.
 
     python benchmarks/decode_speed.py [--sizes small,base] [--threads 2] [--sentences 256]
 
@@ -150,6 +153,40 @@ def worker_ct2(size: str, beam: int, threads: int, n: int, compute_type: str = "
     return {"sentences_per_s": n / elapsed, "tokens_per_sentence": produced / n}
 
 
+def worker_t2t_ct2(size: str, beam: int, threads: int, n: int, compute_type: str = "float32") -> dict:
+    """t2t's own model (the one worker_t2t decodes) exported with `t2t export` and decoded by CTranslate2."""
+    import ctranslate2
+    import torch
+
+    from t2t.export import write_ctranslate2
+    from t2t.models.base import ModelSpec
+    from t2t.models.transformer import Transformer, TransformerOptions
+    from t2t.vocab import SPECIALS, Vocab
+    torch.manual_seed(0)
+    c = SIZES[size]
+    model = Transformer(TransformerOptions(dim=c["dim"], layers=c["layers"], heads=c["heads"], ff_dim=c["ff_dim"],
+                                           norm="post", dropout=0.0), ModelSpec(VOCAB, VOCAB, shared_vocab=True)).eval()
+    vocab = Vocab(list(SPECIALS) + [f"w{i}" for i in range(4, VOCAB)])
+    data = sources(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_ctranslate2(model, vocab, vocab, Path(tmp) / "ct2")
+        translator = ctranslate2.Translator(str(Path(tmp) / "ct2"), device="cpu", compute_type=compute_type,
+                                            intra_threads=threads, inter_threads=1)
+        tokens = [[vocab.tokens[i] for i in s] for s in data]
+
+        def run(batch_tokens):
+            out = translator.translate_batch(batch_tokens, beam_size=beam, max_batch_size=BATCH,
+                                             min_decoding_length=OUT_LEN, max_decoding_length=OUT_LEN,
+                                             length_penalty=1.0)
+            return sum(len(r.hypotheses[0]) for r in out)
+
+        run(tokens[:BATCH])
+        t = time.perf_counter()
+        produced = run(tokens)
+        elapsed = time.perf_counter() - t
+    return {"sentences_per_s": n / elapsed, "tokens_per_sentence": produced / n}
+
+
 def _write_marian_tokenizer(directory: Path) -> None:
     """A MarianTokenizer for the random model: vocab w0..w7999 and a small SentencePiece model
     (CTranslate2's converter reads the vocabulary through the tokenizer)."""
@@ -193,6 +230,8 @@ def main() -> None:
         fn = {"t2t": lambda: worker_t2t(size, int(beam), args.threads, n),
               "t2t-bf16": lambda: worker_t2t(size, int(beam), args.threads, n, "bf16"),
               "t2t-int8": lambda: worker_t2t(size, int(beam), args.threads, n, "int8"),
+              "t2t-ct2": lambda: worker_t2t_ct2(size, int(beam), args.threads, n),
+              "t2t-ct2-int8": lambda: worker_t2t_ct2(size, int(beam), args.threads, n, "int8"),
               "hf": lambda: worker_hf(size, int(beam), args.threads, n),
               "ct2": lambda: worker_ct2(size, int(beam), args.threads, n),
               "ct2-int8": lambda: worker_ct2(size, int(beam), args.threads, n, "int8")}[system]
@@ -209,10 +248,11 @@ def main() -> None:
     for size in args.sizes.split(","):
         for beam in args.beams.split(","):
             pick = {r["system"]: r.get("sentences_per_s") for r in rows if r["size"] == size and r["beam"] == int(beam)}
-            if pick.get("t2t"):
-                for other in ("hf", "ct2"):
-                    if pick.get(other):
-                        ratios[f"{size}/beam{beam}: t2t / {other}"] = pick["t2t"] / pick[other]
+            pairs = [("t2t", "hf"), ("t2t", "ct2"), ("t2t-int8", "ct2"), ("t2t-int8", "t2t"), ("t2t-ct2", "ct2"),
+                     ("t2t-ct2-int8", "ct2-int8")]
+            for ours, other in pairs:
+                if pick.get(ours) and pick.get(other):
+                    ratios[f"{size}/beam{beam}: {ours} / {other}"] = pick[ours] / pick[other]
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "threads": args.threads, "batch": BATCH, "output_tokens": OUT_LEN, "rows": rows, "ratios": ratios}
     out = Path(args.out)

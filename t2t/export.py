@@ -12,6 +12,7 @@ before anything is written.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import torch
 
 from t2t.errors import T2TError
 from t2t.pipeline import Pipeline
+from t2t.vocab import Vocab
 
 FORMATS = ("ctranslate2",)
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
@@ -60,7 +62,7 @@ def check_exportable(pipe: Pipeline) -> None:
 def export_ctranslate2(pipe: Pipeline, out: str | os.PathLike, quantization: str | None = None,
                        force: bool = False) -> Path:
     try:
-        from ctranslate2.converters.converter import Converter
+        import ctranslate2.converters  # noqa: F401
     except ImportError:
         raise T2TError("export --format ctranslate2 needs CTranslate2: pip install 't2t[export]'") from None
     check_exportable(pipe)
@@ -70,15 +72,11 @@ def export_ctranslate2(pipe: Pipeline, out: str | os.PathLike, quantization: str
     if out.exists() and not force:
         raise T2TError(f"export: {out} exists; remove it or pass --force")
 
-    class T2TConverter(Converter):
-        def _load(self):
-            return transformer_spec(pipe)
-
     # written beside and renamed, so that a failed export leaves nothing under the name
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        T2TConverter().convert(str(tmp), quantization=quantization, force=True)
+        write_ctranslate2(pipe.model, pipe.src_tok.vocab, pipe.tgt_tok.vocab, tmp, quantization)
         (tmp / "decoding.json").write_text(json.dumps(decoding_defaults(pipe), indent=1) + "\n")
         for side, tok in (("source", pipe.src_tok), ("target", pipe.tgt_tok)):
             model = getattr(tok, "model_bytes", None)
@@ -92,10 +90,23 @@ def export_ctranslate2(pipe: Pipeline, out: str | os.PathLike, quantization: str
     return out
 
 
-def transformer_spec(pipe: Pipeline):
-    """The run's Transformer as a `ctranslate2.specs.TransformerSpec` with its weights set."""
+def write_ctranslate2(model, src_vocab: Vocab, tgt_vocab: Vocab, out: str | os.PathLike,
+                      quantization: str | None = None) -> None:
+    """Write a t2t Transformer (checked with `check_exportable`) as a CTranslate2 model folder
+    through CTranslate2's own converter."""
+    from ctranslate2.converters.converter import Converter
+
+    class T2TConverter(Converter):
+        def _load(self):
+            return transformer_spec(model, src_vocab, tgt_vocab)
+
+    T2TConverter().convert(str(out), quantization=quantization, force=True)
+
+
+def transformer_spec(model, src_vocab: Vocab, tgt_vocab: Vocab):
+    """A t2t Transformer as a `ctranslate2.specs.TransformerSpec` with its weights set."""
     from ctranslate2.specs import common_spec, transformer_spec as ts
-    model = pipe.model.float()
+    model = copy.deepcopy(model).float()
     o = model.options
     pre = o.norm == "pre"
     spec = ts.TransformerSpec.from_config(
@@ -146,11 +157,10 @@ def transformer_spec(pipe: Pipeline):
         dec.projection.bias = w["out.bias"]
     eps = {m.eps for m in model.modules() if isinstance(m, torch.nn.LayerNorm)}
     spec.config.layer_norm_epsilon = float(eps.pop()) if len(eps) == 1 else 1e-5
-    src_tokens = pipe.src_tok.vocab.tokens
-    tgt_tokens = pipe.tgt_tok.vocab.tokens
-    spec.register_source_vocabulary(list(src_tokens))
+    tgt_tokens = tgt_vocab.tokens
+    spec.register_source_vocabulary(list(src_vocab.tokens))
     spec.register_target_vocabulary(list(tgt_tokens))
-    v = pipe.tgt_tok.vocab
+    v = tgt_vocab
     spec.config.unk_token, spec.config.bos_token = tgt_tokens[v.unk], tgt_tokens[v.bos]
     spec.config.eos_token, spec.config.decoder_start_token = tgt_tokens[v.eos], tgt_tokens[v.bos]
     return spec

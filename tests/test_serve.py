@@ -103,6 +103,9 @@ def test_malformed_bodies(pipe):
         assert r.status_code == 400 and "must be a JSON object" in r.json()["error"]
         r = post(url, {"inputs": ["x" * 3000]})
         assert r.status_code == 413 and "at most 2000" in r.json()["error"]
+        chunked = (part for part in (b'{"inputs": ', b'["x"]}'))            # no Content-Length
+        r = httpx.post(f"{url}/v1/generate", content=chunked, headers={"content-type": "application/json"})
+        assert r.status_code == 411 and "Content-Length" in r.json()["error"]
 
 
 def test_a_full_queue_answers_503_and_a_slow_answer_504(pipe):

@@ -68,6 +68,7 @@ class Batcher:
         self.pending = 0                      # sentences accepted and not yet answered
         self.batches = self.sentences = 0     # decoded so far
         self._jobs: deque[Job] = deque()
+        self._free_since = 0.0                # when the last batch was decoded
         self._cond = threading.Condition()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name=f"t2t-decode-{name}", daemon=True)
@@ -111,7 +112,10 @@ class Batcher:
             if self._stop:
                 return None
             first = self._jobs[0]
-            deadline = first.accepted + self.max_wait
+            # wait from the later of its arrival and the end of the last batch: under load, the
+            # clients the last batch answered come back within a few ms and join this batch,
+            # instead of batches alternating between two halves of the clients
+            deadline = max(first.accepted, self._free_since) + self.max_wait
             while True:
                 batch, tokens, sentences = [], 0, 0
                 for job in self._jobs:
@@ -150,6 +154,7 @@ class Batcher:
                 results, error = None, e
             done = time.perf_counter()
             with self._cond:
+                self._free_since = done
                 self.pending -= len(inputs)
                 self.batches += 1
                 self.sentences += len(inputs)
