@@ -51,21 +51,28 @@ def test_exported_model_decodes_as_t2t(toy_transformer, tmp_path, capsys):
         export(run, tmp_path / "ct2")
 
 
-@pytest.mark.parametrize("variant", [
-    dict(norm="post", positions="learned", activation="gelu", tie_output=False, encoder_layers=2, decoder_layers=1),
-    dict(norm="pre", share_embeddings=True, heads=4),
+@pytest.mark.parametrize("variant,tokenizer", [
+    (dict(norm="post", positions="learned", activation="gelu", tie_output=False, encoder_layers=2, decoder_layers=1),
+     {"name": "word"}),
+    (dict(norm="pre", share_embeddings=True, heads=4), {"name": "word", "shared": True}),
+    (dict(), {"name": "sentencepiece", "vocab_size": 40, "shared": True}),
 ])
-def test_export_variants_of_the_transformer(tmp_path, registry, variant):
+def test_export_variants_of_the_transformer(tmp_path, registry, variant, tokenizer):
     """Random weights (a few updates), so every layer's mapping shows in the outputs."""
     recipe = tiny_recipe("reverse", "transformer", output_dir=str(tmp_path / "run"),
-                         model={"dropout": 0.0, **variant},
-                         tokenizer={"name": "word", "shared": bool(variant.get("share_embeddings"))},
+                         model={"dropout": 0.0, **variant}, tokenizer=tokenizer,
                          train={"max_steps": 3, "validate_every": 3, "valid_max_sentences": 0})
     train(load_recipe(recipe), overwrite=True)
     export(tmp_path / "run", tmp_path / "ct2")
     pipe = load(tmp_path / "run", device="cpu")
     sources = [e.source for e in pipe.task.examples("test")[:20]]
     assert t2t_greedy(pipe, sources, 12) == ct2_greedy(tmp_path / "ct2", pipe, sources, 12)
+    if tokenizer["name"] == "sentencepiece":          # the user's side: SentencePiece pieces in and out
+        import sentencepiece as spm
+        sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "ct2" / "source.spm"))
+        out = ctranslate2.Translator(str(tmp_path / "ct2")).translate_batch(
+            [sp.encode(s, out_type=str) for s in sources], beam_size=1, max_decoding_length=12)
+        assert [sp.decode(r.hypotheses[0]) for r in out] == [pipe.detokenize(t) for t in t2t_greedy(pipe, sources, 12)]
 
 
 @pytest.mark.parametrize("arch,model,why", [

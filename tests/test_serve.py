@@ -138,3 +138,19 @@ def test_serve_refuses_what_it_cannot_serve(pipe):
     from t2t.serve.app import load_models
     with pytest.raises(T2TError, match="two models are named"):
         load_models([f"a={p.checkpoint_path}", f"a={p.checkpoint_path}"], device="cpu")
+
+
+def test_an_rnn_is_served_with_its_attention(tmp_path, registry):
+    from t2t.recipe import load_recipe
+    from t2t.testing import tiny_recipe
+    from t2t.trainer import train
+    recipe = tiny_recipe("reverse", "rnn", output_dir=str(tmp_path / "rnn"),
+                         train={"max_steps": 5, "validate_every": 5, "valid_max_sentences": 0})
+    train(load_recipe(recipe), overwrite=True)
+    p = load(tmp_path / "rnn", device="cpu")
+    with serving(p) as url:
+        r = post(url, {"inputs": ["a b c", "d e"], "attention": True, "beam": 2})
+    assert r.status_code == 200, r.text
+    out = r.json()["outputs"]
+    assert [o["hypotheses"][0]["text"] for o in out] == p.generate(["a b c", "d e"], beam=2)
+    assert out[0]["attention"]["source_tokens"] == list("a b c")
