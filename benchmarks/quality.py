@@ -151,7 +151,8 @@ STANDING = {
     "recipes/dailydialog_transformer.yaml": "dailydialog_heldout_minlen10",
     "recipes/selfdialogue_transformer.yaml": "selfdialogue_heldout_minlen10",
     "recipes/chitchat_transformer.yaml": "chitchat_rerun_minlen24",
-    "recipes/speech_digits.yaml": "speech_digits_speaker_robust",
+    "recipes/speech_digits.yaml": "speech_digits_an4_encoder",
+    "recipes/speech_an4_digits_encoder.yaml": "an4_digits_encoder",
     "recipes/speech_digits_multi.yaml": "speech_digits_multi",
     "recipes/speech_an4.yaml": "speech_an4",
 }
