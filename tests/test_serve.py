@@ -154,3 +154,16 @@ def test_an_rnn_is_served_with_its_attention(tmp_path, registry):
     out = r.json()["outputs"]
     assert [o["hypotheses"][0]["text"] for o in out] == p.generate(["a b c", "d e"], beam=2)
     assert out[0]["attention"]["source_tokens"] == list("a b c")
+
+
+def test_the_serve_command_passes_its_flags(monkeypatch):
+    import t2t.serve.app as app_module
+    from t2t.cli import main
+    seen = {}
+    monkeypatch.setattr(app_module, "serve", lambda specs, **kw: seen.update(specs=specs, **kw))
+    assert main(["serve", "dates=runs/x", "other", "--port", "9001", "--max-queue", "8", "--timeout-s", "2.5",
+                 "--precision", "int8", "--threads", "1"]) == 0
+    assert seen["specs"] == ["dates=runs/x", "other"] and seen["port"] == 9001 and seen["host"] == "127.0.0.1"
+    s = seen["settings"]
+    assert (s.max_queue, s.timeout_s, s.precision, s.max_inputs) == (8, 2.5, "int8", ServeSettings().max_inputs)
+    assert seen["threads"] == 1
