@@ -302,9 +302,10 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, device: s
           data_dir: str | None = None, settings: ServeSettings = ServeSettings(), threads: int | None = None) -> None:
     """Load the models and serve them until interrupted."""
     try:
+        import fastapi  # noqa: F401
         import uvicorn
-    except ImportError:
-        raise T2TError("t2t serve needs its extra: pip install 't2t[serve]'") from None
+    except ImportError as e:
+        raise T2TError(f"t2t serve needs its extra ({e.name} is missing): pip install 't2t[serve]'") from None
     import torch
     if threads:
         torch.set_num_threads(threads)
