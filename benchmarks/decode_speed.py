@@ -53,18 +53,44 @@ def marian_config(size: str, pad: int = 0, eos: int = 3, start: int = 2):
 # --------------------------------------------------------------------------- workers (one process each)
 
 
-def worker_t2t(size: str, beam: int, threads: int, n: int, precision: str = "fp32") -> dict:
+def t2t_model(size: str):
+    """t2t's Transformer of a size, post-norm as Marian's, random weights from seed 0."""
     import torch
 
     from t2t.models.base import ModelSpec
     from t2t.models.transformer import Transformer, TransformerOptions
+    torch.manual_seed(0)
+    c = SIZES[size]
+    return Transformer(TransformerOptions(dim=c["dim"], layers=c["layers"], heads=c["heads"], ff_dim=c["ff_dim"],
+                                          norm="post", dropout=0.0), ModelSpec(VOCAB, VOCAB, shared_vocab=True)).eval()
+
+
+def time_ct2(folder: Path, tokens: list[list[str]], beam: int, threads: int, compute_type: str) -> dict:
+    """Sentences/s of a CTranslate2 model folder on `tokens`, after a warm-up batch."""
+    import ctranslate2
+    translator = ctranslate2.Translator(str(folder), device="cpu", compute_type=compute_type,
+                                        intra_threads=threads, inter_threads=1)
+
+    def run(batch_tokens):
+        out = translator.translate_batch(batch_tokens, beam_size=beam, max_batch_size=BATCH,
+                                         min_decoding_length=OUT_LEN, max_decoding_length=OUT_LEN,
+                                         length_penalty=1.0)
+        return sum(len(r.hypotheses[0]) for r in out)
+
+    run(tokens[:BATCH])
+    t = time.perf_counter()
+    produced = run(tokens)
+    elapsed = time.perf_counter() - t
+    return {"sentences_per_s": len(tokens) / elapsed, "tokens_per_sentence": produced / len(tokens)}
+
+
+def worker_t2t(size: str, beam: int, threads: int, n: int, precision: str = "fp32") -> dict:
+    import torch
+
     from t2t.options import DecodeOptions
     from t2t.search import generate
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    c = SIZES[size]
-    model = Transformer(TransformerOptions(dim=c["dim"], layers=c["layers"], heads=c["heads"], ff_dim=c["ff_dim"],
-                                           norm="post", dropout=0.0), ModelSpec(VOCAB, VOCAB, shared_vocab=True)).eval()
+    model = t2t_model(size)
     if precision == "bf16":                      # what decode.precision: bf16 does: bf16 weights
         model = model.to(torch.bfloat16)
     elif precision == "int8":                    # what decode.precision: int8 does
@@ -129,62 +155,25 @@ def worker_ct2(size: str, beam: int, threads: int, n: int, compute_type: str = "
     import torch
     from transformers import MarianMTModel
     torch.manual_seed(0)
-    data = sources(n)
     with tempfile.TemporaryDirectory() as tmp:
         hf_dir, ct2_dir = Path(tmp) / "marian", Path(tmp) / "ct2"
         # Marian's own convention, which the converter expects: </s> = 0, <pad> = the last id
         MarianMTModel(marian_config(size, pad=VOCAB - 1, eos=0, start=VOCAB - 1)).save_pretrained(hf_dir)
         _write_marian_tokenizer(hf_dir)
         ctranslate2.converters.TransformersConverter(str(hf_dir)).convert(str(ct2_dir), quantization=None)
-        translator = ctranslate2.Translator(str(ct2_dir), device="cpu", compute_type=compute_type,
-                                            intra_threads=threads, inter_threads=1)
-        tokens = [[f"w{min(i, VOCAB - 2)}" for i in s] + ["</s>"] for s in data]
-
-        def run(batch_tokens):
-            out = translator.translate_batch(batch_tokens, beam_size=beam, max_batch_size=BATCH,
-                                             min_decoding_length=OUT_LEN, max_decoding_length=OUT_LEN,
-                                             length_penalty=1.0)
-            return sum(len(r.hypotheses[0]) for r in out)
-
-        run(tokens[:BATCH])
-        t = time.perf_counter()
-        produced = run(tokens)
-        elapsed = time.perf_counter() - t
-    return {"sentences_per_s": n / elapsed, "tokens_per_sentence": produced / n}
+        tokens = [[f"w{min(i, VOCAB - 2)}" for i in s] + ["</s>"] for s in sources(n)]
+        return time_ct2(ct2_dir, tokens, beam, threads, compute_type)
 
 
 def worker_t2t_ct2(size: str, beam: int, threads: int, n: int, compute_type: str = "float32") -> dict:
     """t2t's own model (the one worker_t2t decodes) exported with `t2t export` and decoded by CTranslate2."""
-    import ctranslate2
-    import torch
-
     from t2t.export import write_ctranslate2
-    from t2t.models.base import ModelSpec
-    from t2t.models.transformer import Transformer, TransformerOptions
     from t2t.vocab import SPECIALS, Vocab
-    torch.manual_seed(0)
-    c = SIZES[size]
-    model = Transformer(TransformerOptions(dim=c["dim"], layers=c["layers"], heads=c["heads"], ff_dim=c["ff_dim"],
-                                           norm="post", dropout=0.0), ModelSpec(VOCAB, VOCAB, shared_vocab=True)).eval()
     vocab = Vocab(list(SPECIALS) + [f"w{i}" for i in range(4, VOCAB)])
-    data = sources(n)
     with tempfile.TemporaryDirectory() as tmp:
-        write_ctranslate2(model, vocab, vocab, Path(tmp) / "ct2")
-        translator = ctranslate2.Translator(str(Path(tmp) / "ct2"), device="cpu", compute_type=compute_type,
-                                            intra_threads=threads, inter_threads=1)
-        tokens = [[vocab.tokens[i] for i in s] for s in data]
-
-        def run(batch_tokens):
-            out = translator.translate_batch(batch_tokens, beam_size=beam, max_batch_size=BATCH,
-                                             min_decoding_length=OUT_LEN, max_decoding_length=OUT_LEN,
-                                             length_penalty=1.0)
-            return sum(len(r.hypotheses[0]) for r in out)
-
-        run(tokens[:BATCH])
-        t = time.perf_counter()
-        produced = run(tokens)
-        elapsed = time.perf_counter() - t
-    return {"sentences_per_s": n / elapsed, "tokens_per_sentence": produced / n}
+        write_ctranslate2(t2t_model(size), vocab, vocab, Path(tmp) / "ct2")
+        tokens = [[vocab.tokens[i] for i in s] for s in sources(n)]
+        return time_ct2(Path(tmp) / "ct2", tokens, beam, threads, compute_type)
 
 
 def _write_marian_tokenizer(directory: Path) -> None:
