@@ -351,6 +351,17 @@ def _decode_overrides(args) -> dict:
     return out
 
 
+def _precisions() -> tuple[str, ...]:
+    """decode.precision's values, as DecodeOptions declares them."""
+    import typing
+
+    from t2t.options import DecodeOptions
+    return typing.get_args(typing.get_type_hints(DecodeOptions)["precision"])
+
+
+PRECISIONS = _precisions()
+
+
 def _add_decode_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding (override the recipe's decode section)")
     g.add_argument("--beam", type=int, help="beam size (1: greedy)")
@@ -370,7 +381,7 @@ def _add_decode_flags(p: argparse.ArgumentParser) -> None:
                    "n-best, or samples) the others agree with most")
     g.add_argument("--mbr-metric", help="agreement measure for --mbr (default: the recipe's first metric)")
     g.add_argument("--max-sentences", type=int, help="sentences per decoding batch")
-    g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"), help="decoding precision")
+    g.add_argument("--precision", choices=PRECISIONS, help="decoding precision")
 
 
 def _add_common(p: argparse.ArgumentParser, recipe: bool | str = True) -> None:
@@ -446,8 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
     p.add_argument("--data-dir", default=None, help="base folder for data.dir (default: $T2T_DATA)")
     p.add_argument("--threads", type=int, help="CPU threads for decoding")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"),
-                   help="decoding precision for every model (default: each recipe's)")
+    p.add_argument("--precision", choices=PRECISIONS, help="decoding precision for every model (default: each recipe's)")
     from t2t.serve.settings import ServeSettings
     d = ServeSettings()
     p.add_argument("--max-inputs", type=int, help=f"inputs per request (default {d.max_inputs})")

@@ -4,7 +4,6 @@ exported is refused before anything is written."""
 import json
 
 import pytest
-import torch
 
 from t2t.cli import main
 from t2t.errors import T2TError

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 from t2t.errors import DecodeOptionError, T2TError, did_you_mean
 from t2t.pipeline import Pipeline
@@ -63,9 +63,14 @@ class ServedModel:
             out.append(item)
         return out
 
+    def options(self, beam=None, nbest=None, **overrides):
+        """A request's decoding settings: the recipe's, the request's, and the server's precision."""
+        if self.settings.precision:
+            overrides["precision"] = self.settings.precision
+        return self.pipe.request_options(beam, nbest, **overrides)
+
     def warm_up(self) -> None:
-        opts = self.pipe.decode_options(**({"precision": self.settings.precision} if self.settings.precision else {}))
-        self.pipe.search(["warm up"], opts)
+        self.pipe.search(["warm up"], self.options())
 
 
 def model_card(name: str, pipe: Pipeline) -> dict:
@@ -247,10 +252,8 @@ def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSetti
         if m is None:
             return error(404, f"model: unknown model '{name}'; the models are: {', '.join(served)}", "model")
         overrides = req.model_dump(exclude={"model", "inputs", "attention", "seed"}, exclude_none=True)
-        if s.precision:
-            overrides["precision"] = s.precision
         try:
-            opts = m.pipe.request_options(overrides.pop("beam", None), overrides.pop("nbest", None), **overrides)
+            opts = m.options(**overrides)
         except DecodeOptionError as e:
             return error(422, f"{e.key}: {e.message}", e.key)
         if opts.mbr:
