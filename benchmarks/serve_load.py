@@ -46,15 +46,13 @@ def train_default(work: Path) -> Path:
     return run
 
 
-def offline(run: Path, inputs: list[str], threads: int, clients: int, data_dir: str | None = None) -> dict:
+def offline(pipe, inputs: list[str], threads: int, clients: int) -> dict:
     """Offline throughput as `t2t generate` gets it (all inputs given at once: sorted by length,
     batches of decode.max_sentences), and, as a diagnostic, of batches as a server with `clients`
     one-sentence clients can form them at best: `clients` inputs in arrival order."""
     import torch
 
-    from t2t.pipeline import load
     torch.set_num_threads(threads)
-    pipe = load(run, device="cpu", data_dir=data_dir)
     opts = pipe.decode_options()
     pipe.search(inputs[:64], opts)                                  # warm-up
     t = time.perf_counter()
@@ -144,9 +142,10 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     run = Path(args.run) if args.run else train_default(work)
     from t2t.pipeline import load
-    task = load(run, device="cpu", data_dir=args.data_dir).task
+    pipe = load(run, device="cpu", data_dir=args.data_dir)
+    task = pipe.task
     inputs = [ex.source for ex in task.examples("test")][: args.sentences]
-    base = offline(run, inputs, args.threads, args.clients, args.data_dir)
+    base = offline(pipe, inputs, args.threads, args.clients)
     print("offline", json.dumps(base), flush=True)
     phases = []
     for clients, queue in ((args.clients, 256), (args.overload_clients, args.overload_queue)):
