@@ -8,6 +8,11 @@ validation split (`data.valid_speakers: 1`) to choose checkpoints, so the test s
 nothing. Settings compared across folds are compared on those validation speakers, never on the
 test speakers.
 
+`--protocol recipe` measures the recipe as a user trains it instead, on one voice fewer: every other
+speaker trains (their train and test recordings) and the recipe's own validation split chooses the
+checkpoints (those speakers' valid recordings, as the recipe does with all five); the held-out speaker
+is still only tested. Its validation WER is on voices training heard, so it compares no settings.
+
     python benchmarks/speaker_cv.py recipes/speech_digits.yaml --data-dir ../shared/data [--parallel 2] [KEY=VALUE ...]
 
 Writes benchmarks/results/speaker_cv_{name}.json and prints the per-speaker table.
@@ -32,16 +37,22 @@ def read_rows(folder: Path) -> list[dict]:
     rows = []
     for split in ("train", "valid", "test"):
         with open(folder / f"{split}.tsv", encoding="utf-8") as f:
-            rows += list(csv.DictReader(f, delimiter="\t"))
+            rows += [{**r, "split": split} for r in csv.DictReader(f, delimiter="\t")]
     return rows
 
 
-def write_fold(data: Path, out: Path, rows: list[dict], speaker: str) -> None:
+def write_fold(data: Path, out: Path, rows: list[dict], speaker: str, protocol: str = "speakers") -> None:
     out.mkdir(parents=True, exist_ok=True)
     link = out / "wav"
     if not link.exists():
         link.symlink_to((data / "wav").resolve())
-    for split, keep in (("train", lambda r: r["speaker"] != speaker), ("test", lambda r: r["speaker"] == speaker)):
+    if protocol == "speakers":      # validation: a training speaker held out again (data.valid_speakers)
+        splits = (("train", lambda r: r["speaker"] != speaker), ("test", lambda r: r["speaker"] == speaker))
+    else:                           # the recipe's validation: the other speakers' valid recordings
+        splits = (("train", lambda r: r["speaker"] != speaker and r["split"] != "valid"),
+                  ("valid", lambda r: r["speaker"] != speaker and r["split"] == "valid"),
+                  ("test", lambda r: r["speaker"] == speaker))
+    for split, keep in splits:
         with open(out / f"{split}.tsv", "w", encoding="utf-8", newline="") as f:
             w = csv.DictWriter(f, fieldnames=["path", "transcript", "speaker"], delimiter="\t")
             w.writeheader()
@@ -50,10 +61,11 @@ def write_fold(data: Path, out: Path, rows: list[dict], speaker: str) -> None:
 
 def run_fold(args, speaker: str, work: Path, threads: int) -> dict:
     fold, source = work / speaker, Path(args.data_dir) / args.data_subdir
-    write_fold(source, fold / "data", read_rows(source), speaker)
+    write_fold(source, fold / "data", read_rows(source), speaker, args.protocol)
     run = fold / "run"
-    common = [f"data.dir={(fold / 'data').resolve()}", "data.valid_speakers=1", f"train.threads={threads}",
-              f"output_dir={run}", *args.overrides]
+    held = ["data.valid_speakers=1"] if args.protocol == "speakers" else []
+    common = [f"data.dir={(fold / 'data').resolve()}", *held, f"train.threads={threads}",
+              f"output_dir={run}", "--data-dir", args.data_dir, *args.overrides]   # other data paths resolve there
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     started = time.time()
     for cmd in (["train", args.recipe, "--overwrite", *common],
@@ -82,6 +94,8 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=2, help="folds at once (one thread each when 2)")
     p.add_argument("--work", default="runs/speaker_cv")
     p.add_argument("--name", default="speech_digits")
+    p.add_argument("--protocol", choices=("speakers", "recipe"), default="speakers",
+                   help="validation on another held-out speaker (default), or the recipe's own on the training speakers")
     args = p.parse_args()
     speakers = sorted({r["speaker"] for r in read_rows(Path(args.data_dir) / args.data_subdir)})
     work = Path(args.work) / args.name
@@ -89,7 +103,8 @@ def main() -> None:
     with ThreadPoolExecutor(args.parallel) as pool:
         folds = list(pool.map(lambda s: run_fold(args, s, work, threads), speakers))
     em = [f["test_exact_match"] for f in folds]
-    result = {"recipe": args.recipe, "overrides": args.overrides, "date": time.strftime("%Y-%m-%d"),
+    result = {"recipe": args.recipe, "overrides": args.overrides, "protocol": args.protocol,
+              "date": time.strftime("%Y-%m-%d"),
               "folds": folds, "mean_exact_match": round(sum(em) / len(em), 2), "worst_exact_match": min(em),
               "mean_valid_wer": round(sum(f["valid_best"] for f in folds) / len(folds), 2),
               "command": " ".join(["python", "benchmarks/speaker_cv.py", *sys.argv[1:]])}

@@ -352,6 +352,9 @@ class Store:
         self.base = {"format": FORMAT, "version": VERSION, "task": recipe.task, "data": options,
                      "seed": recipe.seed, "source_kind": task.source_kind,
                      "files": fingerprint(task.data_dir, skip=self.root)}
+        others = task.other_data_folders()
+        if others:          # only then, so that the keys of data prepared before this stay as they were
+            self.base["other_files"] = {str(f): fingerprint(f, skip=self.root) for f in others}
         self.tokenizer_options = to_plain(recipe.tokenizer)
 
     @classmethod

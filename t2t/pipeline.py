@@ -101,7 +101,9 @@ def int8_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 def build_task(recipe: Recipe, registry, data_dir: str | os.PathLike | None = None) -> Task:
     cls = registry.get("tasks", recipe.task)
-    return cls(recipe.data, resolve_data_dir(recipe, data_dir), recipe.seed)
+    task = cls(recipe.data, resolve_data_dir(recipe, data_dir), recipe.seed)
+    task.data_root = Path(data_dir) if data_dir else None    # where other data paths of the recipe resolve
+    return task
 
 
 def build_tokenizers(recipe: Recipe, registry, task: Task, train_examples: Sequence | None = None,

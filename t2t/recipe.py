@@ -519,7 +519,13 @@ def resolve_data_dir(recipe: Recipe, data_dir: str | os.PathLike | None = None) 
     d = recipe.data.dir
     if d is None:
         return Path(data_dir) if data_dir else None
-    path = Path(os.path.expanduser(d))
+    return resolve_data_path(d, data_dir)
+
+
+def resolve_data_path(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
+    """A data path a recipe names (`data.dir`, a task's extra manifests): absolute as given, else under
+    --data-dir / $T2T_DATA (or the working directory when neither is set)."""
+    path = Path(os.path.expanduser(path))
     if path.is_absolute():
         return path
     base = data_dir or os.environ.get("T2T_DATA")

@@ -49,6 +49,7 @@ class Task:
     special_tokens: ClassVar[tuple[str, ...]] = ()   # symbols the tokenizer must keep whole
     baselines: ClassVar[tuple[str, ...]] = ()        # names `baseline()` answers (t2t evaluate --baseline)
     _held: set | None = None          # under valid_from_train: the group keys held out as valid
+    data_root: Path | None = None     # --data-dir, where data paths named in the recipe resolve
 
     def __init__(self, options: DataOptions, data_dir: Path | None = None, seed: int = 1):
         self.options = options
@@ -132,6 +133,15 @@ class Task:
                 f" (the folder {self.data_dir} itself is missing; set --data-dir or T2T_DATA)"
             raise DataError(f"{p}: no such file{hint}")
         return p
+
+    def data_path(self, path: str) -> Path:
+        """A data path named in the recipe (an extra manifest, say), resolved like `data.dir`."""
+        from t2t.recipe import resolve_data_path
+        return resolve_data_path(path, self.data_root)
+
+    def other_data_folders(self) -> list[Path]:
+        """Folders outside `data_dir` that the task reads (their files key prepared data too)."""
+        return []
 
     def baseline(self, name: str, examples: list[Example]) -> list[str]:
         """Model-free outputs (e.g. the lead sentences of each document), one per example."""

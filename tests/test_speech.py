@@ -237,6 +237,52 @@ def test_validation_speakers_held_out_of_training(tiny_speech, registry):
         task_with(1).examples("valid")
 
 
+def test_extra_training_manifests_join_training_only(tiny_speech, registry):
+    """data.extra_train: another folder's manifest (resolved under --data-dir, its audio under its own
+    folder) adds to the training split alone; validation speakers are drawn from the main manifest;
+    the extra folder's files key prepared data."""
+    from t2t.dataset import Store
+    from t2t.pipeline import build_task
+    tmp_path, recipe = tiny_speech
+    folder = Path(recipe["data"]["dir"])
+    rows = [f"wav/{d}_{sp}_{i}.wav\t{d}\t{sp}" for sp in ("jackson", "nicolas") for d in range(3) for i in range(2)]
+    (folder / "train.tsv").write_text("path\ttranscript\tspeaker\n" + "\n".join(rows) + "\n")
+    other = tmp_path / "corpora" / "other"
+    other.mkdir(parents=True)
+    (other / "audio").symlink_to(folder / "wav")
+    words = ["ZERO", "ONE", "TWO"]
+    extra = [f"audio/{d}_theo_{i}.wav\t{words[d]}\ttheo" for d in range(3) for i in range(3)]
+    (other / "train.tsv").write_text("path\ttranscript\tspeaker\n" + "\n".join(extra) + "\n")
+
+    def task_with(**data):
+        r = load_recipe({**recipe, "data": {**recipe["data"], **data}})
+        return build_task(r, registry, tmp_path / "corpora"), r
+
+    plain, _ = task_with(valid_speakers=1)
+    task, r = task_with(valid_speakers=1, extra_train=["other/train.tsv"])
+    train, valid = task.examples("train"), task.examples("valid")
+    assert [ex.id for ex in valid] == [ex.id for ex in plain.examples("valid")]       # the same held-out speaker
+    assert {row[3] for row in task._manifest("valid")} <= {"jackson", "nicolas"}
+    added = [ex for ex in train if ex.id.startswith("other/train.tsv:")]
+    assert len(train) == len(plain.examples("train")) + 9 and len(added) == 9
+    assert [ex.target for ex in added[:4]] == ["zero", "zero", "zero", "one"]            # lower-cased like the rest
+    theo = task.features_of(resample(*read_wav(folder / "wav" / "0_theo_0.wav"), 8000))   # its audio, read
+    assert added[0].source.shape == theo.shape
+    assert len(task.examples("test")) == len(plain.examples("test"))
+    absolute, _ = task_with(extra_train=[str(other / "train.tsv")])                 # an absolute path as given
+    assert len(absolute.examples("train")) == 12 + 9
+    key = Store(tmp_path / "prep", task, r).base
+    assert [f[0] for f in key["other_files"][str(other)]] == ["train.tsv"]
+    (other / "notes.txt").write_text("a file more")
+    assert Store(tmp_path / "prep", task, r).base != key                            # its files key the data
+    assert "other_files" not in Store(tmp_path / "prep", plain, r).base
+    missing, _ = task_with(extra_train=["nowhere/train.tsv"])
+    with pytest.raises(DataError, match="nowhere/train.tsv: no such manifest"):
+        missing.examples("train")
+    with pytest.raises(Exception, match="extra_train"):
+        task_with(extra_train=["other/train.txt"])
+
+
 def test_speed_perturbation_adds_resampled_training_copies(tiny_speech, registry):
     tmp_path, recipe = tiny_speech
     plain = load_recipe(recipe)

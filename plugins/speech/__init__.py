@@ -67,6 +67,11 @@ class SpeechOptions(DataOptions):
     concat: tuple[int, int] = option((1, 1), help="join this many (min, max) utterances of one speaker")
     concat_sizes: dict[str, int] = option(factory=dict, help="with concat: utterances made per split")
     silence_ms: tuple[int, int] = option((100, 300), help="with concat: pause between the joined utterances")
+    extra_train: tuple[str, ...] = option((), help="more training manifests, each a path like data.dir's "
+                                          "(absolute or under --data-dir, e.g. an4/train.tsv; its audio paths "
+                                          "relative to its own folder): their utterances join the training "
+                                          "split only, never validation (data.valid_speakers draws from "
+                                          "the main manifest) or test")
     cache_dir: Optional[str] = option(None, help="feature cache (default ~/.cache/t2t/features)")
 
     def check(self) -> None:
@@ -76,6 +81,9 @@ class SpeechOptions(DataOptions):
         if bad or not self.speed_perturb:
             raise OptionError("speed_perturb", f"{list(self.speed_perturb)}: give factors between 0.5 and 2.0, "
                               "e.g. [0.9, 1.0, 1.1]")
+        bad = [m for m in self.extra_train if not m.endswith((".tsv", ".jsonl"))]
+        if bad:
+            raise OptionError("extra_train", f"{bad}: name manifest files ending in .tsv or .jsonl")
         if self.valid_from_train is not None:
             raise OptionError("valid_from_train", "speech holds training speakers out instead, so that no "
                               "speaker (and no speed-perturbed copy) is on both sides: use data.valid_speakers")
@@ -103,15 +111,13 @@ class Speech(t2t.Task):
 
     # ------------------------------------------------------------------ reading
     def read(self, split: str) -> Iterator[t2t.Example]:
-        rows = self._manifest(split)
-        if self.options.concat != (1, 1):
-            rows = self._concatenate(rows, split)
+        rows = self._rows(split)
         feats = self._features(split, rows)
         if self.options.cmvn and self.mean is None:
             if split == "train":
                 self._fit_cmvn(feats, rows)
             else:
-                train_rows = self._train_rows()
+                train_rows = self._rows("train")
                 self._fit_cmvn(self._features("train", train_rows), train_rows)
         for (utt_id, _, text, _), f, offset in zip(rows, feats, self._offsets(rows, feats)):
             yield t2t.Example(self._normalise(f, offset), text, id=utt_id)
@@ -121,9 +127,20 @@ class Speech(t2t.Task):
                 for (utt_id, _, text, _), f, offset in zip(rows, copies, self._offsets(rows, copies)):
                     yield t2t.Example(self._normalise(f, offset), text, id=f"{utt_id}@{speed:g}")
 
-    def _train_rows(self):
-        rows = self._manifest("train")
-        return self._concatenate(rows, "train") if self.options.concat != (1, 1) else rows
+    def _rows(self, split: str):
+        """The split's utterances: its manifest's (joined under `concat`), then for training the
+        extra manifests' as they are."""
+        rows = self._manifest(split)
+        if self.options.concat != (1, 1):
+            rows = self._concatenate(rows, split)
+        if split == "train":
+            for manifest in self.options.extra_train:
+                path = self.data_path(manifest)
+                rows += self._read_manifest_file(path, path.parent, f"{path.parent.name}/")
+        return rows
+
+    def other_data_folders(self) -> list[Path]:
+        return [self.data_path(m).parent for m in self.options.extra_train]
 
     def _manifest(self, split: str) -> list[tuple[str, list[Path], str, str]]:
         """(utterance id, audio files, transcript, speaker) for each line of the split's manifest;
@@ -147,8 +164,15 @@ class Speech(t2t.Task):
 
     def _read_manifest(self, split: str) -> list[tuple[str, list[Path], str, str]]:
         o = self.options
-        path = self.path(f"{o.splits.get(split, split)}.{o.format}")
-        reader = read_tsv(path, self.problems) if o.format == "tsv" else read_jsonl(path, self.problems)
+        return self._read_manifest_file(self.path(f"{o.splits.get(split, split)}.{o.format}"), self.data_dir)
+
+    def _read_manifest_file(self, path: Path, audio_dir: Path, prefix: str = "") -> list[tuple[str, list[Path], str, str]]:
+        """(id, [audio file], transcript, speaker) of each line of a TSV or JSON Lines manifest, its
+        audio paths relative to `audio_dir`; ids start with `prefix`."""
+        o = self.options
+        if not path.exists():
+            raise DataError(f"{path}: no such manifest" + (" (data.extra_train)" if prefix else ""))
+        reader = read_tsv(path, self.problems) if path.suffix == ".tsv" else read_jsonl(path, self.problems)
         rows = []
         for lineno, row in reader:
             if o.path_field not in row or o.text_field not in row:
@@ -159,7 +183,7 @@ class Speech(t2t.Task):
             if not text:
                 self.problems.report(f"{path}:{lineno}", "empty transcript")
                 continue
-            rows.append((f"{path.name}:{lineno}", [self.data_dir / row[o.path_field]], text,
+            rows.append((f"{prefix}{path.name}:{lineno}", [audio_dir / row[o.path_field]], text,
                          row.get("speaker", "")))
         return rows
 
