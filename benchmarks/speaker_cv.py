@@ -110,7 +110,8 @@ def main() -> None:
               "command": " ".join(["python", "benchmarks/speaker_cv.py", *sys.argv[1:]])}
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / f"speaker_cv_{args.name}.json").write_text(json.dumps(result, indent=1))
-    print("| held-out speaker | exact match | WER | validation WER (another speaker) | updates |\n|---|---|---|---|---|")
+    heard = "another speaker" if args.protocol == "speakers" else "the training speakers' valid recordings"
+    print(f"| held-out speaker | exact match | WER | validation WER ({heard}) | updates |\n|---|---|---|---|---|")
     for f in folds:
         print(f"| {f['speaker']} | {f['test_exact_match']} | {f['test_wer']} | {f['valid_best']} | {f['steps']} |")
     print(f"mean exact match {result['mean_exact_match']}, worst {result['worst_exact_match']}; "

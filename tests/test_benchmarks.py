@@ -46,3 +46,31 @@ def test_crossfold_names_the_step_of_the_weights_it_chose():
     step = load("crossfold").checkpoint_step
     assert step("runs/x/checkpoints/step_00000800.pt", {"step": 4707, "best_step": 4400}) == 800
     assert step("runs/x", {"step": 4707, "best_step": 4400}) == 4400
+
+
+def test_speaker_cv_folds_never_let_the_test_speaker_train_or_choose(tmp_path):
+    """Both protocols test on every recording of the held-out speaker and on nothing else; `speakers`
+    trains on all of the others' recordings (the recipe holds one of them out again), `recipe` keeps
+    the others' valid recordings as the validation split, out of training."""
+    import csv
+    cv = load("speaker_cv")
+    data = tmp_path / "data"
+    (data / "wav").mkdir(parents=True)
+    for split, idx in (("train", [2, 3]), ("valid", [1]), ("test", [0])):
+        rows = [f"wav/{d}_{sp}_{i}.wav\t{d}\t{sp}" for sp in ("ann", "bob", "cy") for d in range(2) for i in idx]
+        (data / f"{split}.tsv").write_text("path\ttranscript\tspeaker\n" + "\n".join(rows) + "\n")
+
+    def fold(protocol):
+        out = tmp_path / protocol
+        cv.write_fold(data, out, cv.read_rows(data), "bob", protocol)
+        return {p.stem: list(csv.DictReader(open(p), delimiter="\t")) for p in out.glob("*.tsv")}
+
+    for protocol in ("speakers", "recipe"):
+        f = fold(protocol)
+        assert {r["speaker"] for r in f["test"]} == {"bob"} and len(f["test"]) == 8
+        assert all(r["speaker"] != "bob" for split in f if split != "test" for r in f[split])
+    speakers, recipe = fold("speakers"), fold("recipe")
+    assert set(speakers) == {"train", "test"} and len(speakers["train"]) == 16
+    assert len(recipe["train"]) == 12 and [r["path"] for r in recipe["valid"]] == \
+        ["wav/0_ann_1.wav", "wav/1_ann_1.wav", "wav/0_cy_1.wav", "wav/1_cy_1.wav"]
+    assert not {r["path"] for r in recipe["valid"]} & {r["path"] for r in recipe["train"]}
