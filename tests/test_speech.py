@@ -13,7 +13,7 @@ from conftest import recipe_file
 from t2t.errors import DataError, T2TError
 from t2t.recipe import load_recipe
 from t2t.testing import tiny_run
-from t2t_plugins.speech.features import fbank, mfcc, read_wav, resample, spec_augment
+from t2t_plugins.speech.features import fbank, mel_centers, mfcc, read_wav, resample, spec_augment, vtlp
 
 EPS = float(np.finfo(np.float32).eps)
 
@@ -123,6 +123,25 @@ def test_spec_augment_masks_what_it_is_told():
         assert bool(((out[i] == 0) | ~changed).all())            # only zeros were written
     assert not torch.equal(out, feats)
     assert torch.equal(spec_augment(feats, lengths, 0, 8, 0, 20, 0.2), feats)
+
+
+def test_vtlp_moves_a_tone_by_its_factor_and_keeps_the_band_edges():
+    """A 1 kHz tone warped by a = 0.9 / 1.1 peaks in the band nearest 900 / 1100 Hz; a = 1 is the
+    identity; the band at Nyquist stays (the warp is bent to keep it); factors are drawn per utterance."""
+    rate = 8000
+    t = torch.arange(rate) / rate
+    feats = fbank(0.5 * torch.sin(2 * math.pi * 1000 * t), rate, 40)[None]
+    centres = mel_centers(40, rate)
+    assert torch.equal(vtlp(feats, 1.0, 1.0, rate), feats)
+    for a in (0.9, 1.1):
+        warped = vtlp(feats, a, a, rate)
+        peak = centres[warped[0].mean(0).argmax()]
+        assert int((centres - 1000 * a).abs().argmin()) == int((centres - peak).abs().argmin())
+        ramp = vtlp(torch.arange(40.0).expand(1, 3, 40), a, a, rate)[0, 0]    # each band's source position
+        assert abs(ramp[-1] - 39) < 1 and abs(ramp[20] - 20) > 1           # the top stays, the middle moves
+    batch = feats.expand(16, -1, -1)
+    out = vtlp(batch, 0.8, 1.2, rate, generator=torch.Generator().manual_seed(0))
+    assert len({int(o.mean(0).argmax()) for o in out}) > 3                 # a factor of its own each
 
 
 @pytest.fixture
@@ -281,6 +300,20 @@ def test_extra_training_manifests_join_training_only(tiny_speech, registry):
         missing.examples("train")
     with pytest.raises(Exception, match="extra_train"):
         task_with(extra_train=["other/train.txt"])
+
+
+def test_vtlp_is_a_training_augmentation_with_checked_factors(tiny_speech, registry):
+    tmp_path, recipe = tiny_speech
+    r = load_recipe({**recipe, "data": {**recipe["data"], "vtlp": [0.9, 1.1], "spec_augment": False}})
+    task = registry.get("tasks", "speech")(r.data, Path(r.data.dir), 1)
+    src = torch.randn(4, 30, 40)
+    torch.manual_seed(0)
+    out = task.augment(src, torch.full((4,), 30))
+    torch.manual_seed(0)
+    assert torch.equal(out, vtlp(src, 0.9, 1.1, 8000)) and not torch.equal(out, src)
+    for bad, message in (({"vtlp": [1.1, 0.9]}, "low <= high"), ({"vtlp": [0.9, 1.1], "features": "mfcc"}, "fbank")):
+        with pytest.raises(Exception, match=message):
+            load_recipe({**recipe, "data": {**recipe["data"], **bad}})
 
 
 def test_speed_perturbation_adds_resampled_training_copies(tiny_speech, registry):

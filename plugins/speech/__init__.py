@@ -26,7 +26,7 @@ from t2t import checkpoint as ckpt
 from t2t.data import read_jsonl, read_tsv
 from t2t.errors import DataError, T2TError
 from t2t.options import DataOptions, OptionError, option
-from t2t_plugins.speech.features import fbank, mfcc, read_wav, resample, spec_augment
+from t2t_plugins.speech.features import fbank, mfcc, read_wav, resample, spec_augment, vtlp
 
 log = logging.getLogger("t2t")
 
@@ -54,6 +54,9 @@ class SpeechOptions(DataOptions):
         "training split's (global), each speaker's over all of that speaker's utterances in the split (the "
         "manifest's speaker column; Kaldi's per-speaker CMVN, which reads a test speaker's audio, not its "
         "transcripts), or each utterance's own")
+    vtlp: tuple[float, float] = option((1.0, 1.0), help="vocal tract length perturbation of training batches: "
+                                       "each utterance's frequencies scaled by a factor drawn from [low, high], "
+                                       "e.g. [0.9, 1.1]; [1, 1] is off (log-mel features only)")
     spec_augment: bool = option(True, help="SpecAugment on training batches")
     freq_masks: int = option(2, min=0, help="SpecAugment: frequency masks per utterance")
     freq_width: int = option(15, min=0, help="SpecAugment: widest frequency mask (mel bins)")
@@ -81,6 +84,10 @@ class SpeechOptions(DataOptions):
         if bad or not self.speed_perturb:
             raise OptionError("speed_perturb", f"{list(self.speed_perturb)}: give factors between 0.5 and 2.0, "
                               "e.g. [0.9, 1.0, 1.1]")
+        if not 0.5 <= self.vtlp[0] <= self.vtlp[1] <= 2.0:
+            raise OptionError("vtlp", f"{list(self.vtlp)} must be [low, high] with 0.5 <= low <= high <= 2.0")
+        if self.vtlp != (1.0, 1.0) and self.features != "fbank":
+            raise OptionError("vtlp", "warps mel bands: it needs features: fbank (cepstra have no frequency axis)")
         bad = [m for m in self.extra_train if not m.endswith((".tsv", ".jsonl"))]
         if bad:
             raise OptionError("extra_train", f"{bad}: name manifest files ending in .tsv or .jsonl")
@@ -292,6 +299,8 @@ class Speech(t2t.Task):
 
     def augment(self, src: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         o = self.options
+        if o.vtlp != (1.0, 1.0):
+            src = vtlp(src, *o.vtlp, rate=o.sample_rate)
         if not o.spec_augment:
             return src
         return spec_augment(src, lengths, o.freq_masks, o.freq_width, o.time_masks, o.time_width, o.max_time_ratio)

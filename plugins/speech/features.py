@@ -123,6 +123,36 @@ def mfcc(log_mel: torch.Tensor, n_mfcc: int = 13) -> torch.Tensor:
     return (log_mel.double() @ dct.t()).float()
 
 
+def mel_centers(n_mels: int, rate: int, low: float = 20.0) -> torch.Tensor:
+    """(M,) centre frequencies in Hz of `mel_filters`' bands (high edge at Nyquist)."""
+    mel_lo, mel_hi = hz_to_mel(low), hz_to_mel(rate / 2)
+    mels = mel_lo + (mel_hi - mel_lo) * torch.arange(1, n_mels + 1, dtype=torch.float64) / (n_mels + 1)
+    return 700.0 * torch.expm1(mels / 1127.0)
+
+
+def vtlp(feats: torch.Tensor, low_factor: float, high_factor: float, rate: int, low: float = 20.0,
+         bend: float = 0.85, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Vocal tract length perturbation (Jaitly and Hinton 2013) of log-mel frames (B, F, M): per
+    utterance a factor a drawn uniformly from [low_factor, high_factor] moves the spectrum's
+    frequencies f to a * f (a > 1: a shorter vocal tract, formants up), bent above `bend` * Nyquist
+    * min(a, 1) / a into a line that keeps Nyquist in place. Each band takes the value the input had
+    at its centre's source frequency, interpolated linearly between neighbouring bands."""
+    b, _, m = feats.shape
+    nyq = rate / 2
+    centres = mel_centers(m, rate, low)                                               # (M,) Hz
+    a = low_factor + (high_factor - low_factor) * torch.rand(b, 1, generator=generator, dtype=torch.float64)
+    knee = bend * nyq * torch.clamp(a, max=1.0) / a                                   # (B, 1) source Hz
+    source = torch.where(centres <= a * knee, centres / a,                             # invert the warp
+                         knee + (centres - a * knee) * (nyq - knee) / (nyq - a * knee))
+    mel_lo, mel_hi = hz_to_mel(low), hz_to_mel(nyq)
+    pos = ((hz_to_mel(source) - mel_lo) / (mel_hi - mel_lo) * (m + 1) - 1).clamp(0, m - 1)   # (B, M) band index
+    left = pos.floor().long().clamp(max=m - 2) if m > 1 else pos.floor().long()
+    w = (pos - left).to(feats.dtype)[:, None, :]
+    right = (left + 1).clamp(max=m - 1)
+    take = lambda idx: torch.gather(feats, 2, idx[:, None, :].expand(-1, feats.shape[1], -1).to(feats.device))
+    return take(left) * (1 - w.to(feats.device)) + take(right) * w.to(feats.device)
+
+
 def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, freq_masks: int, freq_width: int,
                  time_masks: int, time_width: int, max_time_ratio: float,
                  generator: torch.Generator | None = None) -> torch.Tensor:
