@@ -322,13 +322,22 @@ def digest(value: Any) -> str:
 
 def fingerprint(folder: Path | None, skip: Path | None = None, most: int = 200_000) -> list:
     """(relative path, size, mtime in ns) of every file under a data folder: a changed, added or
-    removed file changes the key. Hidden entries and the prepared-data folder are passed over."""
+    removed file changes the key. Hidden entries and the prepared-data folder are passed over; linked
+    folders are followed (audio linked into a data folder is data), each real folder once."""
     if folder is None or not folder.exists():
         return []
     skip = skip.resolve() if skip is not None else None
-    out = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skip is None or Path(root, d).resolve() != skip))
+    out, seen = [], {Path(folder).resolve()}
+
+    def keep(root, d):
+        real = Path(root, d).resolve()
+        if d.startswith(".") or real == skip or real in seen:
+            return False
+        seen.add(real)
+        return True
+
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if keep(root, d))
         for name in sorted(files):
             if name.startswith("."):
                 continue

@@ -260,3 +260,21 @@ def test_a_split_with_nothing_left_is_empty_not_an_error():
     enc = dataset.Encoder(lambda xs: [[] for _ in xs], lambda xs: [[5] for _ in xs], vocab_size=10)
     split = dataset.encode_in_memory([Example("a", "b"), Example("c", "d")], enc)
     assert len(split) == 0 and split.counts["empty"] == 2 and split.lengths.shape == (0, 2)
+
+
+def test_fingerprint_follows_linked_folders_once(tmp_path):
+    """Audio linked into a data folder keys prepared data like any file there; a link back up does
+    not loop."""
+    from t2t.dataset import fingerprint
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    (audio / "a.wav").write_bytes(b"12")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.tsv").write_text("x\n")
+    (data / "wav").symlink_to(audio)
+    (audio / "up").symlink_to(data)                       # a cycle
+    before = fingerprint(data)
+    assert [f[0] for f in before] == ["train.tsv", os.path.join("wav", "a.wav")]
+    (audio / "a.wav").write_bytes(b"1234")
+    assert fingerprint(data) != before
