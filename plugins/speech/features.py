@@ -65,12 +65,22 @@ def hz_to_mel(f):
     return 1127.0 * torch.log1p(torch.as_tensor(f, dtype=torch.float64) / 700.0)
 
 
+def mel_to_hz(m):
+    return 700.0 * torch.expm1(torch.as_tensor(m, dtype=torch.float64) / 1127.0)
+
+
+def mel_edges(n_mels: int, rate: int, low: float = 20.0, high: float = 0.0) -> torch.Tensor:
+    """(M + 2,) the bands' edges in mel, equally spaced from `low` to `high` Hz (high <= 0: that far
+    below Nyquist); band i rises from edge i, peaks at edge i + 1 and falls to edge i + 2."""
+    high = high if high > 0 else rate / 2 + high
+    mel_lo, mel_hi = hz_to_mel(low), hz_to_mel(high)
+    return mel_lo + (mel_hi - mel_lo) * torch.arange(n_mels + 2, dtype=torch.float64) / (n_mels + 1)
+
+
 def mel_filters(n_mels: int, n_fft: int, rate: int, low: float = 20.0, high: float = 0.0) -> torch.Tensor:
     """(n_fft // 2 + 1, M) triangular filters, equally spaced on the mel scale (Kaldi's layout:
     the triangles are computed in mel, and the Nyquist bin gets no weight)."""
-    high = high if high > 0 else rate / 2 + high
-    mel_lo, mel_hi = hz_to_mel(low), hz_to_mel(high)
-    edges = mel_lo + (mel_hi - mel_lo) * torch.arange(n_mels + 2, dtype=torch.float64) / (n_mels + 1)
+    edges = mel_edges(n_mels, rate, low, high)
     freqs = hz_to_mel(torch.arange(n_fft // 2, dtype=torch.float64) * rate / n_fft)     # (bins,)
     left, center, right = edges[:-2], edges[1:-1], edges[2:]
     up = (freqs[:, None] - left) / (center - left)
@@ -125,9 +135,7 @@ def mfcc(log_mel: torch.Tensor, n_mfcc: int = 13) -> torch.Tensor:
 
 def mel_centers(n_mels: int, rate: int, low: float = 20.0) -> torch.Tensor:
     """(M,) centre frequencies in Hz of `mel_filters`' bands (high edge at Nyquist)."""
-    mel_lo, mel_hi = hz_to_mel(low), hz_to_mel(rate / 2)
-    mels = mel_lo + (mel_hi - mel_lo) * torch.arange(1, n_mels + 1, dtype=torch.float64) / (n_mels + 1)
-    return 700.0 * torch.expm1(mels / 1127.0)
+    return mel_to_hz(mel_edges(n_mels, rate, low)[1:-1])
 
 
 def vtlp(feats: torch.Tensor, low_factor: float, high_factor: float, rate: int, low: float = 20.0,
@@ -137,20 +145,19 @@ def vtlp(feats: torch.Tensor, low_factor: float, high_factor: float, rate: int, 
     frequencies f to a * f (a > 1: a shorter vocal tract, formants up), bent above `bend` * Nyquist
     * min(a, 1) / a into a line that keeps Nyquist in place. Each band takes the value the input had
     at its centre's source frequency, interpolated linearly between neighbouring bands."""
-    b, _, m = feats.shape
+    b, frames, m = feats.shape
     nyq = rate / 2
-    centres = mel_centers(m, rate, low)                                               # (M,) Hz
+    edges = mel_edges(m, rate, low)
+    centres = mel_to_hz(edges[1:-1])                                                  # (M,) Hz
     a = low_factor + (high_factor - low_factor) * torch.rand(b, 1, generator=generator, dtype=torch.float64)
     knee = bend * nyq * torch.clamp(a, max=1.0) / a                                   # (B, 1) source Hz
     source = torch.where(centres <= a * knee, centres / a,                             # invert the warp
                          knee + (centres - a * knee) * (nyq - knee) / (nyq - a * knee))
-    mel_lo, mel_hi = hz_to_mel(low), hz_to_mel(nyq)
-    pos = ((hz_to_mel(source) - mel_lo) / (mel_hi - mel_lo) * (m + 1) - 1).clamp(0, m - 1)   # (B, M) band index
-    left = pos.floor().long().clamp(max=m - 2) if m > 1 else pos.floor().long()
-    w = (pos - left).to(feats.dtype)[:, None, :]
-    right = (left + 1).clamp(max=m - 1)
-    take = lambda idx: torch.gather(feats, 2, idx[:, None, :].expand(-1, feats.shape[1], -1).to(feats.device))
-    return take(left) * (1 - w.to(feats.device)) + take(right) * w.to(feats.device)
+    pos = ((hz_to_mel(source) - edges[1]) / (edges[1] - edges[0])).clamp(0, m - 1)   # (B, M) band index
+    left = pos.floor().long().clamp(max=m - 2)
+    w = (pos - left).to(feats.device, feats.dtype)[:, None, :]
+    left = left.to(feats.device)[:, None, :].expand(-1, frames, -1)
+    return feats.gather(2, left) * (1 - w) + feats.gather(2, left + 1) * w
 
 
 def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, freq_masks: int, freq_width: int,
