@@ -312,8 +312,6 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, device: s
     import torch
     if threads:
         torch.set_num_threads(threads)
-    import sys
-    sys.setswitchinterval(float(os.environ.get("T2T_SWITCH", "0.005")))
     app = create_app(load_models(specs, device, data_dir), settings)
     log.info(f"serving {', '.join(app.state.models)} on http://{host}:{port}/ (API: /v1/generate, docs: /docs)")
     uvicorn.run(app, host=host, port=port, log_level=os.environ.get("T2T_SERVE_LOG", "warning"))
