@@ -215,7 +215,7 @@ def speaker_tables() -> list[str]:
         return []
     lines = ["", "## Speech: leave one speaker out (`benchmarks/speaker_cv.py`)", "",
              "Each fold trains without one speaker and tests on all of that speaker's recordings (chance: 10% "
-             "exact match). Validation `speaker`: another training speaker, held out again, chooses the "
+             "exact match). Validation `speakers`: another training speaker, held out again, chooses the "
              "checkpoints (three voices train), and settings are compared on those validation speakers only. "
              "Validation `recipe`: the recipe as a user trains it, all four other voices train and their own "
              "valid recordings choose the checkpoints; its validation WER is on voices training heard and "
@@ -224,8 +224,7 @@ def speaker_tables() -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for r in runs:
         per = ", ".join(f"{f['speaker']} {f['test_exact_match']}" for f in r["folds"])
-        protocol = {"speakers": "speaker", "recipe": "recipe"}[r.get("protocol", "speakers")]
-        lines.append(f"| `{r['recipe']}` {' '.join(r['overrides'])} {r.get('note', '')} | {protocol} | "
+        lines.append(f"| `{r['recipe']}` {' '.join(r['overrides'])} {r.get('note', '')} | {r.get('protocol', 'speakers')} | "
                      f"{r['mean_exact_match']} | {r['worst_exact_match']} | {per} | {r['mean_valid_wer']} | {r['date']} |")
     return lines
 
