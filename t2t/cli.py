@@ -199,13 +199,14 @@ def cmd_generate(args) -> int:
     opts = pipe.decode_options(**_decode_overrides(args))
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     interactive = args.input in (None, "-") and sys.stdin.isatty()
-    source = open(args.input, encoding="utf-8") if args.input not in (None, "-") else sys.stdin
+    name = args.input if args.input not in (None, "-") else "standard input"
+    source = _open_input(args.input)
     try:
         if interactive:
             print("type a sentence and press Enter (Ctrl-D to quit)", file=sys.stderr)
         chunk = []
         first = True
-        for line in _lines(source, interactive):
+        for line in _lines(source, interactive, name):
             chunk.append(line)
             if interactive or len(chunk) >= 1000:
                 _generate_chunk(pipe, chunk, opts, args, out, first)
@@ -215,16 +216,45 @@ def cmd_generate(args) -> int:
     finally:
         if args.output:
             out.close()
+        if args.input not in (None, "-"):
+            source.close()
     return 0
 
 
-def _lines(stream, interactive: bool):
+def _open_input(path: str | None):
+    """The binary stream of `--input` (stdin for none or '-'), or one message saying why not."""
+    if path in (None, "-"):
+        return getattr(sys.stdin, "buffer", sys.stdin)      # a text stream where stdin was replaced
+    p = Path(path)
+    if p.is_dir():
+        raise T2TError(f"--input {path}: is a folder; give a text file, one source a line")
+    try:
+        return open(p, "rb")
+    except FileNotFoundError:
+        raise T2TError(f"--input {path}: no such file") from None
+    except OSError as e:
+        raise T2TError(f"--input {path}: cannot read it ({e.strerror})") from None
+
+
+def _lines(stream, interactive: bool, name: str):
+    """Lines of a binary stream as text (UTF-8), without their line ends; a line that is not
+    UTF-8 text is one message naming the file and line."""
+    number = 0
     while True:
         if interactive:
             print("> ", end="", file=sys.stderr, flush=True)
-        line = stream.readline()
-        if not line:
+        raw = stream.readline()
+        if not raw:
             return
+        number += 1
+        try:
+            line = raw if isinstance(raw, str) else raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise T2TError(f"{name}:{number}: not UTF-8 text (byte {e.start + 1} of the line); --input takes "
+                           f"text, one source a line") from None
+        if "\x00" in line:
+            raise T2TError(f"{name}:{number}: holds a NUL byte, as binary files do; --input takes text, "
+                           f"one source a line")
         yield line.rstrip("\r\n")
 
 
@@ -342,46 +372,29 @@ def _split(text: str | None) -> list[str]:
 
 
 def _decode_overrides(args) -> dict:
-    keys = ("beam", "nbest", "length_penalty", "max_len_a", "max_len_b", "min_len", "no_repeat_ngram_size",
-            "unk_penalty", "ctc_weight", "temperature", "top_k", "top_p", "mbr", "mbr_metric", "max_sentences",
-            "precision")
-    out = {k: getattr(args, k, None) for k in keys}
-    if getattr(args, "sampling", False):
-        out["sampling"] = True
-    return out
+    """The decoding flags given on the command line (None: the recipe's value)."""
+    from t2t.options import DecodeOptions, field_infos
+    return {f.name: getattr(args, f.name, None) for f in field_infos(DecodeOptions)}
 
 
-def _precisions() -> tuple[str, ...]:
-    """decode.precision's values, as DecodeOptions declares them."""
-    import typing
-
-    from t2t.options import DecodeOptions
-    return typing.get_args(typing.get_type_hints(DecodeOptions)["precision"])
-
-
-PRECISIONS = _precisions()
+def _flag_help(f) -> str:
+    """An option's help with its bounds, for a flag generated from the options."""
+    bounds = [f">= {f.min:g}" if f.min is not None else "", f"<= {f.max:g}" if f.max is not None else ""]
+    shown = ", ".join(b for b in bounds if b)
+    return f"{f.help}{f' ({shown})' if shown else ''}"
 
 
 def _add_decode_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per `decode:` key, generated from DecodeOptions (types, choices, bounds, help)."""
+    from t2t.options import DecodeOptions, field_infos
     g = p.add_argument_group("decoding (override the recipe's decode section)")
-    g.add_argument("--beam", type=int, help="beam size (1: greedy)")
-    g.add_argument("--nbest", type=int, help="hypotheses per input")
-    g.add_argument("--length-penalty", type=float, help="GNMT alpha")
-    g.add_argument("--max-len-a", type=float, help="max length = a * source length + b")
-    g.add_argument("--max-len-b", type=int)
-    g.add_argument("--min-len", type=int)
-    g.add_argument("--no-repeat-ngram-size", type=int)
-    g.add_argument("--unk-penalty", type=float)
-    g.add_argument("--ctc-weight", type=float, help="joint CTC/attention decoding: weight of the CTC prefix score")
-    g.add_argument("--sampling", action="store_true", help="sample instead of searching")
-    g.add_argument("--temperature", type=float)
-    g.add_argument("--top-k", type=int)
-    g.add_argument("--top-p", type=float)
-    g.add_argument("--mbr", type=int, help="minimum Bayes risk: output the candidate (of this many: the beam's "
-                   "n-best, or samples) the others agree with most")
-    g.add_argument("--mbr-metric", help="agreement measure for --mbr (default: the recipe's first metric)")
-    g.add_argument("--max-sentences", type=int, help="sentences per decoding batch")
-    g.add_argument("--precision", choices=PRECISIONS, help="decoding precision")
+    for f in field_infos(DecodeOptions):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type is bool:
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=_flag_help(f))
+        else:
+            g.add_argument(flag, type=f.type, choices=f.choices, default=None, help=_flag_help(f),
+                           metavar=None if f.choices else f.name.upper().split("_")[-1])
 
 
 def _add_common(p: argparse.ArgumentParser, recipe: bool | str = True) -> None:
@@ -457,7 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
     p.add_argument("--data-dir", default=None, help="base folder for data.dir (default: $T2T_DATA)")
     p.add_argument("--threads", type=int, help="CPU threads for decoding")
-    p.add_argument("--precision", choices=PRECISIONS, help="decoding precision for every model (default: each recipe's)")
+    from t2t.options import DecodeOptions, field_infos
+    precisions = next(f.choices for f in field_infos(DecodeOptions) if f.name == "precision")
+    p.add_argument("--precision", choices=precisions, help="decoding precision for every model (default: each recipe's)")
     from t2t.serve.settings import ServeSettings
     d = ServeSettings()
     p.add_argument("--max-inputs", type=int, help=f"inputs per request (default {d.max_inputs})")

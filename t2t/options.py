@@ -9,6 +9,10 @@ checks the bounds given with `option(...)`. Cross-field checks go in `check()`, 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import types
+import typing
 from typing import Any, Literal, Optional
 
 
@@ -36,10 +40,58 @@ def option(default: Any = dataclasses.MISSING, *, min: float | None = None,
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Options:
-    """Base of every options dataclass."""
+    """Base of every options dataclass. Types and `option()` bounds are checked whenever one is
+    made (a recipe, `dataclasses.replace` in the Python API, a CLI flag, a server request), so
+    no surface can pass a value another refuses; cross-field checks go in `check()`."""
+
+    def __post_init__(self) -> None:
+        for key, (tp, lo, hi) in _schema(type(self)).items():
+            problem = _field_problem(getattr(self, key), tp, lo, hi)
+            if problem:
+                raise OptionError(key, problem)
 
     def check(self) -> None:
         """Raise OptionError for values that are well-typed but inconsistent."""
+
+
+@functools.cache
+def _schema(cls: type) -> dict[str, tuple[Any, float | None, float | None]]:
+    """Per field of an options class: (declared type, min, max)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: (hints[f.name], f.metadata.get("min"), f.metadata.get("max")) for f in dataclasses.fields(cls)}
+
+
+def _field_problem(value: Any, tp: Any, lo: float | None, hi: float | None) -> str | None:
+    """What is wrong with a value for a field of type `tp` within [lo, hi], or None."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _field_problem(value, inner[0], lo, hi) if len(inner) == 1 else None
+    if origin is Literal:
+        return None if value in args else f"{value!r} is not allowed; allowed: {', '.join(map(str, args))}"
+    if tp is bool:
+        return None if isinstance(value, bool) else f"{value!r} is not a boolean; use true or false"
+    if tp is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"{value!r} is not a whole number"
+    elif tp is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return f"{value!r} is not a number"
+        if not math.isfinite(value):
+            return f"{value!r} is not a finite number"
+    else:
+        return None
+    return range_problem(value, lo, hi)
+
+
+def range_problem(value: float, lo: float | None, hi: float | None, shown: str | None = None) -> str | None:
+    """'X is out of range; it must be ...' where `value` is outside [lo, hi], else None."""
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        rng = f"at least {lo}" if hi is None else f"at most {hi}" if lo is None else f"between {lo} and {hi}"
+        return f"{value if shown is None else shown} is out of range; it must be {rng}"
+    return None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -93,6 +145,40 @@ class MetricOptions(Options):
 def fields_of(cls: type) -> dict[str, dataclasses.Field]:
     """The dataclass fields of an options class, by name."""
     return {f.name: f for f in dataclasses.fields(cls)}
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldInfo:
+    """One option as every surface shows it (CLI flag, API argument, request field)."""
+
+    name: str
+    type: type                      # int, float, bool or str (a Literal's values are str or int)
+    optional: bool                  # None is allowed
+    default: Any
+    min: float | None
+    max: float | None
+    help: str
+    choices: tuple | None           # a Literal's values
+
+
+def field_infos(cls: type) -> list[FieldInfo]:
+    """The scalar fields of an options class, with their types, bounds, defaults and help."""
+    out = []
+    for f in dataclasses.fields(cls):
+        tp, lo, hi = _schema(cls)[f.name]
+        optional = False
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            optional = type(None) in typing.get_args(tp)
+            inner = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = inner[0] if len(inner) == 1 else Any
+        choices = None
+        if typing.get_origin(tp) is Literal:
+            choices = typing.get_args(tp)
+            tp = type(choices[0])
+        if tp not in (int, float, bool, str):
+            continue
+        out.append(FieldInfo(f.name, tp, optional, f.default, lo, hi, f.metadata.get("help", ""), choices))
+    return out
 
 
 def to_plain(obj: Any) -> Any:
@@ -186,24 +272,29 @@ class TrainOptions(Options):
                                   "false turns off")
 
 
+MAX_OUTPUT_TOKENS = 4096        # no decoding setting asks for longer outputs than this
+MAX_LEN_A = 100.0
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DecodeOptions(Options):
     """Keys under `decode:` (and the flags of `t2t generate`)."""
 
     beam: int = option(1, min=1, help="beam size (1 = greedy)")
     nbest: int = option(1, min=1, help="hypotheses returned per input (at most beam)")
-    length_penalty: float = option(1.0, min=0.0, help="GNMT alpha: scores divided by ((5+len)/6)**alpha")
-    max_len_a: float = option(1.2, min=0.0, help="max output length = a * source length + b")
-    max_len_b: int = option(10, min=1, help="max output length = a * source length + b")
-    min_len: int = option(0, min=0, help="no end-of-sentence before this many tokens")
-    no_repeat_ngram_size: int = option(0, min=0, help="forbid repeating n-grams of this size (0: off)")
-    unk_penalty: float = option(0.0, help="subtracted from the unknown token's log-probability")
+    length_penalty: float = option(1.0, min=0.0, max=10.0, help="GNMT alpha: scores divided by ((5+len)/6)**alpha")
+    max_len_a: float = option(1.2, min=0.0, max=MAX_LEN_A, help="max output length = a * source length + b")
+    max_len_b: int = option(10, min=1, max=MAX_OUTPUT_TOKENS, help="max output length = a * source length + b")
+    min_len: int = option(0, min=0, max=MAX_OUTPUT_TOKENS, help="no end-of-sentence before this many tokens "
+                          "(never beyond an input's own maximum length, which wins)")
+    no_repeat_ngram_size: int = option(0, min=0, max=64, help="forbid repeating n-grams of this size (0: off)")
+    unk_penalty: float = option(0.0, min=-100.0, max=100.0, help="subtracted from the unknown token's log-probability")
     ctc_weight: float = option(0.0, min=0.0, max=1.0, help="joint CTC/attention decoding: weight of the CTC "
                                "prefix score (needs a model trained with model.ctc_weight > 0)")
     sampling: bool = option(False, help="sample instead of searching")
-    temperature: float = option(1.0, min=1e-6, help="sampling temperature")
+    temperature: float = option(1.0, min=1e-6, max=100.0, help="sampling temperature")
     top_k: int = option(0, min=0, help="sample from the k most likely tokens (0: all)")
-    top_p: float = option(1.0, min=0.0, max=1.0, help="nucleus sampling: smallest set with this probability mass")
+    top_p: float = option(1.0, min=1e-6, max=1.0, help="nucleus sampling: smallest set with this probability mass")
     mbr: int = option(0, min=0, help="minimum Bayes risk decoding: draw this many candidates (the beam's n-best, "
                       "or samples with sampling: true) and output the one the others agree with most (0: off)")
     mbr_metric: str = option("", help="the agreement measure of mbr, a metric's name (default: the recipe's first metric)")

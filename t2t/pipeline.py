@@ -19,12 +19,12 @@ import torch
 from t2t import checkpoint as ckpt
 from t2t import dataset
 from t2t.data import batch_indices
-from t2t.errors import CheckpointError, DecodeOptionError, T2TError
+from t2t.errors import CheckpointError, DecodeOptionError, T2TError, did_you_mean
 from t2t.metric import Metric
 from t2t.models.base import ModelSpec, Seq2Seq
 from t2t.models.ctc import JointCTC
 from t2t.models.ensemble import Ensemble
-from t2t.options import DecodeOptions
+from t2t.options import DecodeOptions, OptionError
 from t2t.recipe import Recipe, recipe_from_text, resolve_data_dir
 from t2t import search
 from t2t.search import Hypothesis, Specials, generate
@@ -251,11 +251,19 @@ class Pipeline:
 
     # ------------------------------------------------------------------ decoding
     def decode_options(self, **overrides) -> DecodeOptions:
-        opts = dataclasses.replace(self.recipe.decode, **{k: v for k, v in overrides.items() if v is not None})
+        """The recipe's decoding settings with `overrides` (None: keep the recipe's), checked by
+        DecodeOptions' bounds and cross-field rules; an unknown or bad one raises DecodeOptionError."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        fields = DecodeOptions.__dataclass_fields__
+        for key in given:
+            if key not in fields:
+                raise DecodeOptionError(key, f"unknown decoding setting{did_you_mean(key, list(fields))}; the "
+                                        f"settings are: {', '.join(fields)}")
         try:
+            opts = dataclasses.replace(self.recipe.decode, **given)
             opts.check()
-        except ValueError as e:
-            raise DecodeOptionError(getattr(e, "key", ""), str(e)) from None
+        except OptionError as e:
+            raise DecodeOptionError(e.key, e.message) from None
         return opts
 
     def request_options(self, beam: int | None = None, nbest: int | None = None, **overrides) -> DecodeOptions:
@@ -330,6 +338,12 @@ class Pipeline:
                 out[i] = h
         return out
 
+    def min_lengths(self, source_lengths: Sequence[int], opts: DecodeOptions) -> list[int]:
+        """The `min_len` each source of these lengths gets: the asked one, or less where its
+        maximum output length (`search.max_lengths`) is shorter."""
+        limit = search.max_lengths(torch.tensor(list(source_lengths)), opts, self.model)
+        return search.min_lengths(limit, opts).tolist()
+
     def mbr_metric(self, name: str = "") -> Metric:
         """The metric that measures agreement for decode.mbr: `name`, else the recipe's first
         metric, with the recipe's options for it where the recipe lists it."""
@@ -359,10 +373,11 @@ class Pipeline:
         return nll, tokens
 
     def generate(self, sources: Sequence[Any], beam: int | None = None, nbest: int | None = None,
-                 **overrides) -> list:
-        """Output text for each source (a list of nbest texts when nbest > 1)."""
+                 seed: int | None = None, **overrides) -> list:
+        """Output text for each source (a list of nbest texts when nbest > 1). `overrides` are
+        `decode:` keys (e.g. sampling=True, top_p=0.9); `seed` seeds sampling (default: the recipe's)."""
         opts = self.request_options(beam, nbest, **overrides)
-        results = self.search(list(sources), opts)
+        results = self.search(list(sources), opts, seed=seed)
         texts = [[self.detokenize(h.tokens) for h in hyps] for hyps in results]
         return [t[0] for t in texts] if opts.nbest == 1 else texts
 

@@ -23,7 +23,7 @@ import yaml
 
 from t2t.errors import RecipeError, T2TError, did_you_mean
 from t2t.options import (DataOptions, DecodeOptions, MetricOptions, ModelOptions, OptionError,
-                         TokenizerOptions, TrainOptions, fields_of, to_plain)
+                         TokenizerOptions, TrainOptions, fields_of, range_problem, to_plain)
 
 SECTIONS = ("task", "data", "tokenizer", "model", "train", "decode", "metrics", "seed", "output_dir")
 _STD_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq",
@@ -484,10 +484,9 @@ class _Validator:
                 return _BAD
         else:
             return _plain(node)
-        lo, hi = bounds
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            rng = f"at least {lo}" if hi is None else f"at most {hi}" if lo is None else f"between {lo} and {hi}"
-            self.error(node, path, f"{raw} is out of range; it must be {rng}")
+        problem = range_problem(value, *bounds, shown=raw)
+        if problem:
+            self.error(node, path, problem)
             return _BAD
         return value
 

@@ -19,7 +19,7 @@ import torch
 
 from t2t.metric import Metric
 from t2t.models.base import Seq2Seq
-from t2t.options import DecodeOptions
+from t2t.options import MAX_OUTPUT_TOKENS, DecodeOptions
 
 
 @dataclass
@@ -56,10 +56,17 @@ def log_probs(model, scores: torch.Tensor) -> torch.Tensor:
 
 
 def max_lengths(src_lengths: torch.Tensor, opts: DecodeOptions, model: Seq2Seq | None = None) -> torch.Tensor:
-    """(B,) longest output (in tokens, </s> included) for each source, within the model's limit."""
-    limit = (src_lengths.float() * opts.max_len_a + opts.max_len_b).long().clamp(min=max(1, opts.min_len + 1))
+    """(B,) longest output (in tokens, </s> included) for each source: a * source length + b,
+    within the model's limit and MAX_OUTPUT_TOKENS. `min_len` never lengthens it: where the two
+    disagree the maximum wins (`_penalize_` lets </s> through at the limit)."""
+    limit = (src_lengths.double() * opts.max_len_a + opts.max_len_b).clamp(1, MAX_OUTPUT_TOKENS).long()
     most = model.length_limits()[1] if model is not None else None
     return limit.clamp(max=most) if most else limit
+
+
+def min_lengths(limit: torch.Tensor, opts: DecodeOptions) -> torch.Tensor:
+    """(B,) the `min_len` each output gets: the asked one, clamped below its maximum length."""
+    return limit.clamp(max=opts.min_len + 1) - 1
 
 
 @torch.no_grad()
@@ -84,8 +91,8 @@ def _penalize_(lp: torch.Tensor, step: int, hist: torch.Tensor, limit: torch.Ten
     lp[:, sp.bos] = -math.inf
     if opts.unk_penalty:
         lp[:, sp.unk] -= opts.unk_penalty
-    if step < opts.min_len:
-        lp[:, sp.eos] = -math.inf
+    if step < opts.min_len:                                                # not where the limit forces </s>
+        lp[:, sp.eos] = torch.where(step + 1 >= limit, lp[:, sp.eos], -math.inf)
     n = opts.no_repeat_ngram_size
     if n and step >= n - 1 and hist.shape[1] >= n - 1:
         if n == 1:

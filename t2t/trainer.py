@@ -105,6 +105,7 @@ class Trainer:
         self.bad_validations = 0
         self.nonfinite = 0
         self.trained_s = 0.0               # training time of earlier sessions of this run (resume)
+        self.trained_nothing = False       # resumed a run that had already stopped
         self.last_results: dict = {}
         self.lr = 0.0                      # the rate of the latest update
         self._stop_signal = False
@@ -308,7 +309,8 @@ class Trainer:
         finally:
             with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGINT, previous)
-        if self.dist.main and (o.average_best or o.average_last) and status != "interrupted":
+        if self.dist.main and (o.average_best or o.average_last) and status != "interrupted" \
+                and not self.trained_nothing:
             paths = (ckpt.best_checkpoints(self.run_dir, o.average_best) if o.average_best
                      else ckpt.last_checkpoints(self.run_dir, o.average_last))
             averaged = ckpt.average_run(self.run_dir, paths)
@@ -367,6 +369,12 @@ class Trainer:
         per_update = self.dist.world_size * o.update_freq
         window = {"loss": 0.0, "nll": 0.0, "tokens": 0, "sentences": 0, "time": time.time(), "gnorm": 0.0, "n": 0}
         validated_at = self.step if self.resume else -1
+        done = self._finished_before()
+        if done:
+            log.warning(f"{self.run_dir}: the run had already stopped ({done[1]}); nothing to train. Raise that "
+                        f"limit to train on, or start over with --overwrite")
+            self.trained_nothing = True
+            return done[0]
         while True:
             if self.epoch > o.max_epochs:
                 status = "finished"
@@ -418,6 +426,22 @@ class Trainer:
         elif validated_at != self.step:
             self._validate_and_save()
         return status
+
+    def _finished_before(self) -> tuple[str, str] | None:
+        """(status, why) where a resumed run has nothing left to train, else None: a finished run
+        resumed must not take one more update each time."""
+        o = self.opts
+        if not self.resume:
+            return None
+        if o.max_steps and self.step >= o.max_steps:
+            return "max_steps", f"train.max_steps {o.max_steps} reached at step {self.step}"
+        if self.epoch > o.max_epochs:
+            return "finished", f"train.max_epochs {o.max_epochs} done at step {self.step}"
+        if o.max_time is not None and self.trained_s >= 60 * o.max_time:
+            return "max_time", f"train.max_time {o.max_time:g} min spent at step {self.step}"
+        if o.patience and self.bad_validations >= o.patience:
+            return "early_stop", f"train.patience {o.patience} ran out at step {self.step}"
+        return None
 
     def _update(self, batches: list[np.ndarray], window: dict) -> None:
         o = self.opts

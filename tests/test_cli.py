@@ -183,3 +183,34 @@ def test_ensemble_of_runs_that_differ_in_train_seed(run, capsys):
                  f"output_dir={tmp / 'lower'}"]) == 0
     assert main(["generate", "--checkpoint", str(tmp / "run"), str(tmp / "lower"), "--input", str(tmp / "ens.txt")]) != 0
     assert "its tokenizers differ from those of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda d: None, "no such file"),
+    (lambda d: d.mkdir(), "is a folder"),
+    (lambda d: d.write_bytes(b"a b\n\x89PNG\x00\xff\n"), ":2: not UTF-8 text"),
+    (lambda d: d.write_bytes(b"a b\nc\x00d\n"), ":2: holds a NUL byte"),
+])
+def test_generate_input_errors_are_one_message(run, capsys, make, message):
+    tmp, _ = run
+    path = tmp / "bad-input"
+    if path.is_dir():
+        path.rmdir()
+    elif path.exists():
+        path.unlink()
+    make(path)
+    assert main(["generate", "--checkpoint", str(tmp / "run"), "--input", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"t2t: error: --input {path}") or f"{path}:2:" in err, err
+    assert message in err and "Traceback" not in err
+
+
+def test_decoding_flags_come_from_the_schema_and_keep_its_bounds(run, capsys):
+    from t2t.cli import build_parser
+    from t2t.options import DecodeOptions, field_infos
+    tmp, _ = run
+    sub = build_parser()._subparsers._group_actions[0].choices["generate"]
+    flags = {a.dest for a in sub._actions}
+    assert {f.name for f in field_infos(DecodeOptions)} <= flags
+    assert main(["generate", "--checkpoint", str(tmp / "run"), "--length-penalty", "1e308"]) == 1
+    assert "decode.length_penalty: 1e+308 is out of range; it must be between 0.0 and 10.0" in capsys.readouterr().err

@@ -47,3 +47,19 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, registry):
     got, _ = final_parameters(tmp_path / "killed")
     for k in expected:
         assert torch.equal(got[k], expected[k]), f"{k} differs after resuming from step {killed_at}"
+
+
+def test_resuming_a_finished_run_trains_nothing(tmp_path, registry, caplog):
+    recipe = load_recipe(tiny_recipe(output_dir=str(tmp_path / "run"), train={
+        "max_steps": 4, "validate_every": 4, "valid_max_sentences": 0, "max_tokens": 300}))
+    assert train(recipe)["step"] == 4
+    before, _ = final_parameters(tmp_path / "run")
+    for _ in range(2):                                  # every resume, not only the first
+        summary = train(recipe, resume=True)
+        assert (summary["status"], summary["step"]) == ("max_steps", 4)
+    assert "nothing to train" in caplog.text and "train.max_steps 4 reached at step 4" in caplog.text
+    after, step = final_parameters(tmp_path / "run")
+    assert step == 4 and all(torch.equal(before[k], after[k]) for k in before)
+    more = load_recipe(tiny_recipe(output_dir=str(tmp_path / "run"), train={
+        "max_steps": 6, "validate_every": 4, "valid_max_sentences": 0, "max_tokens": 300}))
+    assert train(more, resume=True)["step"] == 6          # a raised limit trains on

@@ -226,3 +226,23 @@ def test_ensemble_of_one_model_twice_decodes_as_the_model():
         Ensemble([model])
     with pytest.raises(ValueError, match="different target vocabularies"):
         Ensemble([model, trap()])
+
+
+def test_min_len_yields_to_the_maximum_length():
+    model = list(random_models())[1]
+    src, lengths = sources(3)
+    for beam in (1, 3):
+        for hyps in generate(model, src, lengths, opts(beam=beam, min_len=50, max_len_b=5)):
+            assert len(hyps[0].tokens) == 4 and math.isfinite(hyps[0].score)    # 5 with </s>: the limit wins
+
+
+def test_the_python_api_checks_every_bound():
+    from t2t.errors import DecodeOptionError
+    import dataclasses
+    base = DecodeOptions()
+    for bad in ({"length_penalty": 1e308}, {"max_len_a": math.inf}, {"min_len": 10**6}, {"beam": 0},
+                {"temperature": math.nan}, {"beam": "wide"}, {"sampling": 1}):
+        with pytest.raises(ValueError) as e:
+            dataclasses.replace(base, **bad)
+        assert e.value.key == next(iter(bad))
+    assert issubclass(DecodeOptionError, Exception)

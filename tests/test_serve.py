@@ -167,3 +167,53 @@ def test_the_serve_command_passes_its_flags(monkeypatch):
     s = seen["settings"]
     assert (s.max_queue, s.timeout_s, s.precision, s.max_inputs) == (8, 2.5, "int8", ServeSettings().max_inputs)
     assert seen["threads"] == 1
+
+
+def test_a_seeded_sample_reproduces_and_is_decoded_alone(pipe):
+    p, examples = pipe
+    body = {"inputs": [e.source for e in examples[:3]], "sampling": True, "temperature": 1.5, "seed": 7}
+    with serving(p) as url:
+        first, again = post(url, body), post(url, body)
+    assert first.status_code == again.status_code == 200, first.text
+    texts = [o["hypotheses"][0]["text"] for o in first.json()["outputs"]]
+    assert texts == [o["hypotheses"][0]["text"] for o in again.json()["outputs"]]
+    assert texts == p.generate(body["inputs"], sampling=True, temperature=1.5, seed=7)
+    assert first.json()["batch"]["requests"] == 1
+
+
+@pytest.mark.parametrize("raw,field,message", [
+    ('{"inputs": ["x"], "length_penalty": 1e308}', "length_penalty", "less than or equal to 10"),
+    ('{"inputs": ["x"], "length_penalty": Infinity}', "length_penalty", "finite"),
+    ('{"inputs": ["x"], "max_len_a": Infinity}', "max_len_a", "finite"),
+    ('{"inputs": ["x"], "max_len_a": 1e300}', "max_len_a", "less than or equal to 100"),
+    ('{"inputs": ["x"], "min_len": 100000, "beam": 16}', "min_len", "less than or equal to 4096"),
+    ('{"inputs": ["x"], "temperature": NaN, "sampling": true}', "temperature", "finite"),
+    ('{"inputs": ["x"], "top_p": 0}', "top_p", "greater than or equal to 0.000001"),
+    ('{"inputs": ["x"], "seed": -1, "sampling": true}', "seed", "greater than or equal to 0"),
+    ('{"inputs": ["x", " "]}', "inputs.1", "empty"),
+])
+def test_settings_out_of_bounds_get_422_naming_the_field(pipe, raw, field, message):
+    p, _ = pipe
+    with serving(p) as url:
+        r = httpx.post(f"{url}/v1/generate", content=raw.encode(), headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == field and message in r.json()["error"], r.json()
+
+
+def test_min_len_never_outlasts_the_maximum_length_and_says_so(pipe):
+    p, _ = pipe
+    with serving(p) as url:
+        r = post(url, {"inputs": ["3/5/2019", "Saturday, July 4, 1998"], "min_len": 50, "max_len_a": 0,
+                       "max_len_b": 5, "beam": 2})
+    assert r.status_code == 200, r.text
+    for out in r.json()["outputs"]:
+        assert out["min_len"] == 4                       # 5 tokens at most, </s> included
+        assert len(p.tgt_tok.encode(out["hypotheses"][0]["text"])) <= 4
+
+
+def test_a_body_that_is_not_utf8_gets_400_naming_the_encoding(pipe):
+    p, _ = pipe
+    with serving(p) as url:
+        r = httpx.post(f"{url}/v1/generate", content=b'{"inputs": ["\xff\xfe"]}',
+                       headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "UTF-8" in r.json()["error"], r.text

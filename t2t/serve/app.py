@@ -18,7 +18,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from t2t.errors import DecodeOptionError, T2TError, did_you_mean
 from t2t.pipeline import Pipeline
@@ -27,6 +27,16 @@ from t2t.serve.settings import ServeSettings
 
 log = logging.getLogger("t2t")
 STATIC = Path(__file__).resolve().parent / "static"
+
+
+class JobKey(NamedTuple):
+    """What a batch must share: the decoding settings, whether attention is returned, and the
+    sampling seed; `alone` (a fresh object) keeps a seeded request out of every other batch, so
+    that its seed reproduces."""
+    opts: Any
+    attention: bool
+    seed: Optional[int] = None
+    alone: Optional[object] = None
 
 
 class ServedModel:
@@ -44,9 +54,9 @@ class ServedModel:
                                max_batch_sentences=settings.max_batch_sentences, max_queue=settings.max_queue)
         self.card = model_card(name, pipe)
 
-    def _decode(self, inputs: list[str], key) -> list[dict]:
+    def _decode(self, inputs: list[str], key: "JobKey") -> list[dict]:
         """On the decoding thread: hypotheses (and attention) as plain data."""
-        opts, attention, seed = key
+        opts, attention, seed = key.opts, key.attention, key.seed
         results = self.pipe.search(inputs, opts, seed=seed, need_attention=attention)
         vocab = self.pipe.tgt_tok.vocab.tokens
         out = []
@@ -124,6 +134,38 @@ class BodyLimit:
         return await self.app(scope, receive, send)
 
 
+# decoding settings a request may not set: the server's own (batch size, precision), or not served
+NOT_SERVED = ("mbr", "mbr_metric", "ctc_weight", "max_sentences", "precision")
+
+
+def request_model(s: ServeSettings, default: str):
+    """The request body of /v1/generate: `model`, `inputs`, `seed`, `attention`, and one field per
+    served `decode:` key, generated from DecodeOptions (types, bounds, help); the server's own
+    limits narrow the beam and n-best."""
+    from pydantic import ConfigDict, Field, create_model
+
+    from t2t.options import DecodeOptions, field_infos
+    fields: dict[str, Any] = {
+        "model": (Optional[str], Field(None, description=f"a name from /v1/models (default: {default})")),
+        "inputs": (list[str], Field(..., min_length=1, max_length=s.max_inputs, description="source texts")),
+    }
+    for f in field_infos(DecodeOptions):
+        if f.name in NOT_SERVED:
+            continue
+        hi = f.max
+        if f.name in ("beam", "nbest"):
+            hi = s.max_beam if hi is None else min(hi, s.max_beam)
+        extra = {"allow_inf_nan": False} if f.type is float else {}
+        fields[f.name] = (Optional[f.type], Field(None, ge=f.min, le=hi, description=f.help, **extra))
+    fields["seed"] = (Optional[int], Field(None, ge=0, le=2**63 - 1, description="sampling seed: a request with "
+                                           "one is decoded in a batch of its own"))
+    fields["attention"] = (bool, Field(False, description="return the best hypothesis's attention over the "
+                                                          "source tokens"))
+    return create_model("GenerateRequest", __config__=ConfigDict(extra="forbid"),
+                        __doc__="Inputs to decode with one model; settings left out take the model's recipe's.",
+                        **fields)
+
+
 def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSettings(), warm_up: bool = True):
     """The ASGI app serving `models` (name -> a loaded Pipeline)."""
     from contextlib import asynccontextmanager
@@ -132,7 +174,8 @@ def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSetti
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse
     from fastapi.staticfiles import StaticFiles
-    from pydantic import BaseModel, ConfigDict, Field
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from pydantic import BaseModel, Field
 
     if not models:
         raise T2TError("serve: no model given")
@@ -140,24 +183,7 @@ def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSetti
     default = next(iter(served))
     s = settings
 
-    class GenerateRequest(BaseModel):
-        """Inputs to decode with one model; settings left out take the model's recipe's."""
-        model_config = ConfigDict(extra="forbid")
-        model: Optional[str] = Field(None, description=f"a name from /v1/models (default: {default})")
-        inputs: list[str] = Field(..., min_length=1, max_length=s.max_inputs, description="source texts")
-        beam: Optional[int] = Field(None, ge=1, le=s.max_beam)
-        nbest: Optional[int] = Field(None, ge=1, le=s.max_beam)
-        sampling: Optional[bool] = None
-        temperature: Optional[float] = Field(None, gt=0)
-        top_k: Optional[int] = Field(None, ge=0)
-        top_p: Optional[float] = Field(None, gt=0, le=1)
-        seed: Optional[int] = Field(None, description="sampling seed: a request with one is decoded in a batch of its own")
-        length_penalty: Optional[float] = Field(None, ge=0)
-        max_len_a: Optional[float] = Field(None, ge=0)
-        max_len_b: Optional[int] = Field(None, ge=1, le=1024)
-        min_len: Optional[int] = Field(None, ge=0)
-        no_repeat_ngram_size: Optional[int] = Field(None, ge=0)
-        attention: bool = Field(False, description="return the best hypothesis's attention over the source tokens")
+    GenerateRequest = request_model(s, default)
 
     class Hyp(BaseModel):
         text: str
@@ -172,6 +198,8 @@ def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSetti
     class Output(BaseModel):
         hypotheses: list[Hyp]
         attention: Optional[Attention] = None
+        min_len: Optional[int] = Field(None, description="present where the request's min_len was above this "
+                                       "input's maximum output length: the min_len it got instead")
 
     class Batch(BaseModel):
         requests: int
@@ -217,6 +245,17 @@ def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSetti
             msg = "required"
         return error(422, f"{field}: {msg}" if field else msg, field)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        message = str(exc.detail)
+        if exc.status_code == 400 and request.method == "POST":     # FastAPI could not parse the body
+            body = await request.body()
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError as e:
+                message = f"the request body is not UTF-8 text (byte {e.start}); send JSON encoded as UTF-8"
+        return error(exc.status_code, message, headers=getattr(exc, "headers", None))
+
     app.add_middleware(BodyLimit, limit=s.max_body_bytes, error=error)
 
     @app.get("/", include_in_schema=False)
@@ -259,16 +298,18 @@ def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSetti
         if opts.mbr:
             return error(422, "mbr: minimum Bayes risk decoding is not served (its cost grows with the square of "
                          "the candidates)", "mbr")
-        tokens = 0
+        tokens, lengths = 0, []
         for i, text in enumerate(req.inputs):
+            if not text.strip():
+                return error(422, f"inputs.{i}: empty; every input needs some text", f"inputs.{i}")
             n = len(m.pipe.src_tok.encode(text))
             if n > m.max_tokens:
                 return error(422, f"inputs.{i}: {n} tokens long; this server takes at most {m.max_tokens}",
                              f"inputs.{i}")
             tokens += max(n, 1)
-        key = (opts, req.attention, req.seed if opts.sampling and req.seed is not None else None)
-        if key[2] is not None:
-            key = (*key, object())                     # a seeded sample is decoded alone: reproducible
+            lengths.append(max(n, 1))
+        seed = req.seed if opts.sampling else None
+        key = JobKey(opts, req.attention, seed, object() if seed is not None else None)
         try:
             job = m.batcher.submit(req.inputs, key, tokens)
         except QueueFull as e:
@@ -280,6 +321,10 @@ def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSetti
             return error(504, f"not decoded within {s.timeout_s:g} s")
         except T2TError as e:
             return error(422, str(e))
+        if opts.min_len:                               # where an input's maximum length wins, say so
+            for out, most in zip(outputs, m.pipe.min_lengths(lengths, opts)):
+                if most < opts.min_len:
+                    out["min_len"] = most
         return JSONResponse({"model": name, "outputs": outputs, "decode": dataclasses.asdict(opts),
                              "batch": dataclasses.asdict(info)})
 
