@@ -489,6 +489,10 @@ def _build_locked(folder: Path, examples: Callable[[], Iterable], enc: Encoder, 
             return
         for old in folder.parent.glob(f".{folder.name}.tmp-*"):     # left by a builder that died
             shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():             # no manifest, and no builder at work (the lock is ours)
+            log.warning(f"{folder}: prepared split without its manifest.json (deleted or damaged); "
+                        f"preparing it again")
+            shutil.rmtree(folder)
         tmp = folder.with_name(f".{folder.name}.tmp-{socket.gethostname()}-{os.getpid()}")
         tmp.mkdir(parents=True)
         try:

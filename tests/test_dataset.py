@@ -141,6 +141,18 @@ def test_a_damaged_prepared_file_is_refused_with_its_name(tmp_path, registry):
         dataset.open_split(Path(folder))
 
 
+
+def test_a_prepared_split_without_its_manifest_is_prepared_again(tmp_path, registry, caplog):
+    corpus(tmp_path / "data")
+    folder = prepare(recipe(tmp_path))["splits"]["train"]["folder"]
+    os.remove(os.path.join(folder, "manifest.json"))
+    for _ in range(2):                                 # and on every later run
+        assert prepare(recipe(tmp_path))["splits"]["train"]["folder"] == folder
+        assert os.path.exists(os.path.join(folder, "manifest.json"))
+    assert "without its manifest.json" in caplog.text
+    train(recipe(tmp_path))
+
+
 KILLED = """
 import os, signal, sys
 from pathlib import Path
