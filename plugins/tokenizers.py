@@ -1,4 +1,5 @@
-"""Built-in tokenizers: `char`, `word` (whitespace) and `sentencepiece` (unigram or BPE)."""
+"""Built-in tokenizers: `char`, `word` (whitespace) and `sentencepiece` (unigram or BPE), and those
+of pretrained families (`marian`), which come with a pretrained folder."""
 
 from __future__ import annotations
 
@@ -147,3 +148,6 @@ def t2t_register_tokenizers(register):
     register(CharTokenizer)
     register(WordTokenizer)
     register(SentencePieceTokenizer)
+    from t2t.pretrained import FAMILIES
+    for tokenizer in dict.fromkeys(f.Tokenizer for f in FAMILIES.values()):
+        register(tokenizer)

@@ -20,6 +20,7 @@ import torch
 
 from t2t.errors import CheckpointError
 from t2t.metric import improves
+from t2t.pretrained.folder import is_pretrained_folder
 
 FORMAT = "t2t-checkpoint"
 VERSION = 1
@@ -61,6 +62,9 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict:
     path = Path(path)
     if path.is_dir():
         path = resolve(path)
+    if is_pretrained_folder(path):                   # a pretrained model's folder reads as a checkpoint
+        from t2t import pretrained
+        return pretrained.checkpoint(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
@@ -110,6 +114,8 @@ def resolve(path: Path, which: str = "best") -> Path:
         return path
     if not path.exists():
         raise CheckpointError(f"{path}: no such run directory or checkpoint")
+    if is_pretrained_folder(path):
+        return path                                  # read by `load` through t2t.pretrained
     index = read_index(path)
     average = index.get("average")
     if which == "best" and average and average.get("used", True):

@@ -485,10 +485,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-s", type=float, help=f"per-request timeout, 504 after it (default {d.timeout_s})")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("export", help="export a Transformer run to another runtime (CTranslate2)")
+    p = sub.add_parser("export", help="export a Transformer run to CTranslate2, or a fine-tuned pretrained model "
+                       "back to its folder format")
     p.add_argument("run", help="run directory or checkpoint file")
     p.add_argument("out", help="folder to write (must not exist unless --force)")
-    p.add_argument("--format", default="ctranslate2", choices=("ctranslate2",))
+    p.add_argument("--format", default="ctranslate2", choices=("ctranslate2", "hf"),
+                   help="ctranslate2: a CTranslate2 model; hf: a run that started from a pretrained folder, "
+                   "written back in its format (config, tokenizer files, model.safetensors)")
     p.add_argument("--quantization", help="weight type of the exported model: int8, int8_float32, int16, "
                    "float16, bfloat16, float32 (default: the weights as trained, float32)")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")

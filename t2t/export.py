@@ -1,4 +1,5 @@
-"""`t2t export`: a trained Transformer run as a CTranslate2 model.
+"""`t2t export`: a trained Transformer run as a CTranslate2 model, or a run that started from a
+pretrained folder written back in that format (`--format hf`, see `t2t.pretrained`).
 
     t2t export runs/multi30k_de_en --format ctranslate2 exported/ [--quantization int8]
 
@@ -24,7 +25,7 @@ from t2t.errors import T2TError
 from t2t.pipeline import Pipeline
 from t2t.vocab import Vocab
 
-FORMATS = ("ctranslate2",)
+FORMATS = ("ctranslate2", "hf")
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 
 
@@ -34,7 +35,26 @@ def export(run: str | os.PathLike, out: str | os.PathLike, format: str = "ctrans
     if format not in FORMATS:
         raise T2TError(f"export --format: unknown format '{format}'; use {', '.join(FORMATS)}")
     pipe = Pipeline.from_checkpoint(run, device="cpu")
+    if format == "hf":
+        if quantization:
+            raise T2TError("export --format hf writes the weights as trained; --quantization is for ctranslate2")
+        return export_hf(pipe, out, force)
     return export_ctranslate2(pipe, out, quantization, force)
+
+
+def export_hf(pipe: Pipeline, out: str | os.PathLike, force: bool = False) -> Path:
+    """A run that started from a pretrained folder, written back in that folder's format: its
+    config and tokenizer files byte for byte, the trained weights as `model.safetensors`."""
+    from t2t import pretrained
+    from t2t.models.ensemble import Ensemble
+    from t2t.pretrained.tokenizer import PretrainedTokenizer
+    if isinstance(pipe.model, Ensemble):
+        raise T2TError("export: an ensemble cannot be exported as one model; export each run")
+    if not isinstance(pipe.tgt_tok, PretrainedTokenizer):
+        raise T2TError("export --format hf: this run did not start from a pretrained folder (model.pretrained), "
+                       "and no transformers model computes what t2t's own Transformer does (its positions, "
+                       "norms and embeddings differ); export it with --format ctranslate2")
+    return pretrained.export_folder(pipe.model.state_dict(), pipe.tgt_tok.state_dict(), out, force=force)
 
 
 def check_exportable(pipe: Pipeline) -> None:

@@ -282,7 +282,16 @@ class DecodeOptions(Options):
 
     beam: int = option(1, min=1, help="beam size (1 = greedy)")
     nbest: int = option(1, min=1, help="hypotheses returned per input (at most beam)")
-    length_penalty: float = option(1.0, min=0.0, max=10.0, help="GNMT alpha: scores divided by ((5+len)/6)**alpha")
+    length_penalty: float = option(1.0, min=-10.0, max=10.0, help="alpha: scores are divided by ((5+len)/6)**alpha "
+                                   "(GNMT, rules t2t) or len**alpha (rules transformers)")
+    rules: Literal["t2t", "transformers"] = option("t2t", help="beam search's rules. t2t: GNMT length penalty, every "
+                                                  "ending among the 2K best extensions counts, </s> forced at the "
+                                                  "limit with its own log-probability. transformers: as its generate "
+                                                  "(len**alpha, endings among the K best, early_stopping, an output "
+                                                  "also ends at the limit); a pretrained folder's default")
+    early_stopping: Literal["heuristic", "k_finished", "never"] = option(
+        "heuristic", help="rules transformers: when a sentence's beam search stops once beam hypotheses are "
+        "finished: heuristic (its generate's early_stopping false), k_finished (true), never")
     max_len_a: float = option(1.2, min=0.0, max=MAX_LEN_A, help="max output length = a * source length + b")
     max_len_b: int = option(10, min=1, max=MAX_OUTPUT_TOKENS, help="max output length = a * source length + b")
     min_len: int = option(0, min=0, max=MAX_OUTPUT_TOKENS, help="no end-of-sentence before this many tokens "

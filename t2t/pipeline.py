@@ -148,7 +148,7 @@ class Pipeline:
         self.recipe, self.task, self.src_tok, self.tgt_tok = recipe, task, src_tok, tgt_tok
         self.model, self.device, self.registry = model, device, registry
         v = tgt_tok.vocab
-        self.specials = Specials(bos=v.bos, eos=v.eos, pad=v.pad, unk=v.unk)
+        self.specials = tgt_tok.specials() or Specials(bos=v.bos, eos=v.eos, pad=v.pad, unk=v.unk)
         self.owns_model = False          # True when loaded for decoding: it may cast the weights
         self.checkpoint_paths: list[Path] = []     # where it was loaded from (an ensemble's members)
         self.truncated = 0               # sources cut to the model's maximum length so far
@@ -162,8 +162,9 @@ class Pipeline:
     # ------------------------------------------------------------------ building
     @staticmethod
     def model_spec(task: Task, src_tok: Tokenizer | None, tgt_tok: Tokenizer, shared: bool) -> ModelSpec:
+        same = src_tok is not None and (src_tok is tgt_tok or (not shared and src_tok.vocab == tgt_tok.vocab))
         return ModelSpec(src_vocab=len(src_tok.vocab) if src_tok else 0, tgt_vocab=len(tgt_tok.vocab),
-                         pad=tgt_tok.vocab.pad, feature_dim=task.feature_dim(), shared_vocab=shared and src_tok is tgt_tok)
+                         pad=tgt_tok.vocab.pad, feature_dim=task.feature_dim(), shared_vocab=same)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | Sequence[str | os.PathLike], device: str = "auto",

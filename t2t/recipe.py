@@ -88,16 +88,17 @@ def load_recipe(source: str | os.PathLike | dict, overrides: Sequence[str] = (),
     return _validate(where, root, registry)
 
 
-def _validate(where: str, root: yaml.Node, registry) -> Recipe:
+def _validate(where: str, root: yaml.Node, registry, read_pretrained: bool = True) -> Recipe:
     try:
-        return _Validator(where, registry).recipe(root)
+        return _Validator(where, registry, read_pretrained).recipe(root)
     except RecursionError:
         raise RecipeError(f"{where}: the recipe refers to itself (a YAML alias inside its own anchor)") from None
 
 
 def recipe_from_text(text: str, registry=None, where: str = "<checkpoint>") -> Recipe:
-    """A recipe saved inside a run or checkpoint (plain YAML text)."""
-    return _validate(where, _compose_text(text, where), registry)
+    """A recipe saved inside a run or checkpoint (plain YAML text). It holds every key, so a
+    pretrained folder it names is not read again (the run carries what came from it)."""
+    return _validate(where, _compose_text(text, where), registry, read_pretrained=False)
 
 
 def _compose(source) -> tuple[str, yaml.Node]:
@@ -206,10 +207,15 @@ def _kind(node: yaml.Node) -> str:
 # --------------------------------------------------------------------------- validation
 
 
+# model keys a recipe may set beside model.pretrained: they change training, not the architecture
+PRETRAINED_FREE = ("pretrained", "dropout", "attention_dropout", "activation_dropout")
+
+
 class _Validator:
-    def __init__(self, where: str, registry):
+    def __init__(self, where: str, registry, read_pretrained: bool = True):
         self.where = where
         self.registry = registry
+        self.read_pretrained = read_pretrained
         self.errors: list[str] = []
 
     # -- reporting
@@ -235,14 +241,21 @@ class _Validator:
         # The task, tokenizer, model and metrics sections take their schemas from plugins.
         task_name, task_cls = self.plugin_name(sections, "task", "tasks", default=None)
         data_cls = getattr(task_cls, "Options", DataOptions) if task_cls else None
-        tok_cls = self.plugin_options(sections, "tokenizer", "name", "tokenizers", TokenizerOptions, "char")
-        model_cls = self.plugin_options(sections, "model", "arch", "models", ModelOptions, "rnn")
+        pre = self.pretrained(sections)
+        tok_cls = self.plugin_options(sections, "tokenizer", "name", "tokenizers", TokenizerOptions,
+                                      pre.tokenizer["name"] if pre else "char")
+        model_cls = self.plugin_options(sections, "model", "arch", "models", ModelOptions,
+                                        "transformer" if self.find(sections, "model", "pretrained") else "rnn")
+        given = {}                      # with a pretrained folder: its keys, and which a recipe may change
+        if pre:
+            given = {"tokenizer": (pre.tokenizer, ()), "model": (pre.model, PRETRAINED_FREE),
+                     "decode": (pre.decode, tuple(DecodeOptions.__dataclass_fields__))}
 
         data = self.section(sections, "data", data_cls) if data_cls else None
-        tokenizer = self.section(sections, "tokenizer", tok_cls) if tok_cls else None
-        model = self.section(sections, "model", model_cls) if model_cls else None
+        tokenizer = self.section(sections, "tokenizer", tok_cls, *given.get("tokenizer", ())) if tok_cls else None
+        model = self.section(sections, "model", model_cls, *given.get("model", ())) if model_cls else None
         train = self.section(sections, "train", TrainOptions)
-        decode = self.section(sections, "decode", DecodeOptions)
+        decode = self.section(sections, "decode", DecodeOptions, *given.get("decode", ()))
         default_metrics = tuple(getattr(task_cls, "default_metrics", ())) if task_cls else ()
         metrics = self.metrics(sections.get("metrics"), default_metrics)
         seed = self.value(sections["seed"][1], "seed", int, (None, None)) if "seed" in sections else 1
@@ -325,11 +338,29 @@ class _Validator:
             return None
         return getattr(cls, "Options", base)
 
-    def section(self, sections, key: str, cls: type):
+    def section(self, sections, key: str, cls: type, base: dict | None = None, free: Sequence[str] = ()):
+        """A section's options; `base` (a pretrained folder's values) fills what the recipe leaves
+        out, and the recipe may only change the `free` keys of it."""
         node = sections.get(key, (None, None))[1]
         if node is None or (isinstance(node, yaml.ScalarNode) and node.value in _NULLS):
             node = yaml.MappingNode("tag:yaml.org,2002:map", [])
-        return self.dataclass(node, key, cls)
+        return self.dataclass(node, key, cls, base, free)
+
+    def pretrained(self, sections):
+        """The description of the folder `model.pretrained` names (None without one, or when
+        reading a saved recipe, which holds every key already)."""
+        node = self.find(sections, "model", "pretrained")
+        if node is None or not self.read_pretrained:
+            return None
+        path = self.value(node, "model.pretrained", str, (None, None))
+        if path is _BAD:
+            return None
+        from t2t import pretrained
+        try:
+            return pretrained.describe(path)
+        except T2TError as e:
+            self.error(node, "model.pretrained", str(e))
+            return None
 
     def metrics(self, entry, defaults: tuple[str, ...]):
         if entry is None:
@@ -371,7 +402,7 @@ class _Validator:
                 self.error(knode, "metrics", f"'{name}' is listed twice")
         return tuple(out)
 
-    def dataclass(self, node: yaml.Node, path: str, cls: type):
+    def dataclass(self, node: yaml.Node, path: str, cls: type, base: dict | None = None, free: Sequence[str] = ()):
         if not isinstance(node, yaml.MappingNode):
             self.error(node, path, f"expected a mapping of keys ({', '.join(fields_of(cls))}), got a {_kind(node)}")
             return None
@@ -390,6 +421,11 @@ class _Validator:
             value = self.value(vnode, full, hints[key], (meta.get("min"), meta.get("max")))
             if value is _BAD:
                 ok = False
+            elif base is not None and key not in free and value != base.get(key, fields[key].default):
+                self.error(vnode, full, f"{_show(vnode)} contradicts the pretrained folder, which sets "
+                           f"{base.get(key, fields[key].default)!r}; leave it out (a recipe may set "
+                           f"{', '.join(free) or 'none of this section'} beside model.pretrained)")
+                ok = False
             else:
                 values[key] = value
         for key, f in fields.items():
@@ -400,7 +436,7 @@ class _Validator:
                 ok = False
         if not ok:
             return None
-        obj = cls(**values)
+        obj = cls(**{**(base or {}), **values})
         try:
             obj.check()
         except OptionError as e:

@@ -36,14 +36,26 @@ class Hypothesis:
 
 @dataclass(frozen=True)
 class Specials:
+    """The ids search treats specially. `bos` starts the decoder and `eos` ends an output; `banned`
+    are never put out (None: <pad> and the start id, t2t's rule); `forced_bos` is put out first
+    where a model is told its target language so; `forced_eos` (under `decode.rules:
+    transformers`): at the length limit </s> is forced with log-probability 0 instead of the
+    output simply stopping there."""
+
     bos: int = 2
     eos: int = 3
     pad: int = 0
     unk: int = 1
+    banned: tuple[int, ...] | None = None
+    forced_bos: int | None = None
+    forced_eos: bool = False
 
 
-def length_penalty(length: torch.Tensor | float, alpha: float):
-    """GNMT: ((5 + length) / 6) ** alpha; length counts </s>."""
+def length_penalty(length: torch.Tensor | float, alpha: float, rules: str = "t2t"):
+    """What a hypothesis's log-probability is divided by; length counts </s>. t2t: GNMT's
+    ((5 + length) / 6) ** alpha; transformers: length ** alpha."""
+    if rules == "transformers":
+        return length ** alpha
     return ((5.0 + length) / 6.0) ** alpha
 
 
@@ -86,9 +98,11 @@ def _penalize_(lp: torch.Tensor, step: int, hist: torch.Tensor, limit: torch.Ten
     """Apply the search constraints for output position `step` to log-probs lp (N, V), in place.
 
     hist (N, step) tokens so far; limit (N,) maximum lengths (</s> included). A finite entry
-    differs from the model's log-probability only by the unknown-token penalty (see `_model_lp`)."""
-    lp[:, sp.pad] = -math.inf
-    lp[:, sp.bos] = -math.inf
+    differs from the model's log-probability only by the unknown-token penalty (see `_model_lp`)
+    and forced tokens (log-probability 0, as transformers' generate has them)."""
+    banned = (sp.pad, sp.bos) if sp.banned is None else sp.banned
+    if banned:
+        lp[:, list(banned)] = -math.inf
     if opts.unk_penalty:
         lp[:, sp.unk] -= opts.unk_penalty
     if step < opts.min_len:                                                # not where the limit forces </s>
@@ -105,10 +119,13 @@ def _penalize_(lp: torch.Tensor, step: int, hist: torch.Tensor, limit: torch.Ten
             rows, cols = match.nonzero(as_tuple=True)
             lp[rows, grams[rows, cols, -1]] = -math.inf
     at_limit = step + 1 >= limit
-    if at_limit.any():                                                     # only </s> is left
-        eos = lp[at_limit, sp.eos].clone()
+    if at_limit.any() and (opts.rules == "t2t" or sp.forced_eos):          # only </s> is left
+        eos = lp[at_limit, sp.eos].clone() if opts.rules == "t2t" else 0.0
         lp[at_limit] = -math.inf
         lp[at_limit, sp.eos] = eos
+    if step == 0 and sp.forced_bos is not None:
+        lp.fill_(-math.inf)
+        lp[:, sp.forced_bos] = 0.0
 
 
 def _model_lp(lp: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor, opts: DecodeOptions,
@@ -175,13 +192,17 @@ def _single_path(model, src, src_lengths, opts, sp, choose, need_attention) -> l
         if attn is not None:
             attn.append(state["attn"].float())
         done = tok == sp.eos
+        if opts.rules == "transformers":                   # there an output also ends at the limit as it is
+            done |= step + 1 >= limit[rows]
         if done.any():
             length = hist.shape[1]
             for i in done.nonzero().flatten().tolist():
                 lps = tok_lp[i]
                 a = torch.stack([s[i] for s in attn]) if attn is not None else None
                 logprob = float(lps.sum())
-                out[int(rows[i])] = Hypothesis(hist[i, :-1].tolist(), logprob / length_penalty(length, opts.length_penalty),
+                tokens = hist[i, :-1] if tok[i] == sp.eos else hist[i]
+                out[int(rows[i])] = Hypothesis(tokens.tolist(), logprob / length_penalty(length, opts.length_penalty,
+                                                                                          opts.rules),
                                                logprob, lps.tolist(), a)
             keep = (~done).nonzero().flatten()
             if keep.numel() == 0:
@@ -199,13 +220,20 @@ def _single_path(model, src, src_lengths, opts, sp, choose, need_attention) -> l
 
 @torch.no_grad()
 def beam_search(model, src, src_lengths, opts, sp=Specials(), need_attention=False) -> list[list[Hypothesis]]:
-    """Beam search over B x K rows at once.
+    """Beam search over B x K rows at once, by one of two rules (`decode.rules`).
 
-    At each step the 2K best extensions of a sentence's beams are ranked; those ending in </s> join
-    its finished list, the best K others go on. A sentence stops when it has `nbest` finished
-    hypotheses and no open beam can still beat the worst of them: open scores only fall, and the
-    length penalty can lift them at most to score / lp(max length)."""
+    At each step the 2K best extensions of a sentence's beams are ranked and the best K that do not
+    end go on. t2t: every extension among the 2K that ends in </s> joins the sentence's finished
+    list; a sentence stops when it has `nbest` finished hypotheses and no open beam can still beat
+    the worst of them (open scores only fall, and the GNMT penalty can lift them at most to
+    score / lp(max length)). transformers (as its `generate`): only endings among the best K
+    count, an output also ends at the length limit, the penalty is length ** alpha, and a sentence
+    stops by `decode.early_stopping` once K hypotheses are finished: `heuristic` when the best open
+    beam, normalised at its current length, cannot beat the worst of them; `never` the same at the
+    maximum length (for alpha > 0); `k_finished` at once."""
     device, b, k, alpha = src.device, src.shape[0], opts.beam, opts.length_penalty
+    hf = opts.rules == "transformers"
+    keep_best = k if hf else opts.nbest                # finished hypotheses the stopping rule counts
     state = model.init_state(model.encode(src, src_lengths), need_attn=need_attention)
     limit = max_lengths(src_lengths, opts, model)                        # (B,)
     sent = torch.arange(b, device=device)                                # sentence of each active group
@@ -218,7 +246,7 @@ def beam_search(model, src, src_lengths, opts, sp=Specials(), need_attention=Fal
     tok_lp = torch.zeros(b, 0, device=device)
     attn_hist = torch.zeros(b, 0, src.shape[1], device=device) if need_attention else None
     finished: list[list[Hypothesis]] = [[] for _ in range(b)]
-    kth_best = torch.full((b,), -math.inf, device=device)                # nbest-th finished score
+    kth_best = torch.full((b,), -math.inf, device=device)                # keep_best-th finished score
     for step in range(int(limit.max())):
         n = sent.shape[0]
         logits, state = model.decode_step(prev, state)
@@ -229,23 +257,30 @@ def beam_search(model, src, src_lengths, opts, sp=Specials(), need_attention=Fal
         top_s, top_i = cand.topk(min(2 * k, width * vocab), dim=1)        # (n, 2K), sorted
         parent = torch.arange(n, device=device)[:, None] * width + top_i // vocab   # rows (n, 2K)
         token = top_i % vocab
-        is_eos = (token == sp.eos) & torch.isfinite(top_s)
+        ends = (token == sp.eos) & torch.isfinite(top_s)
+        if hf:
+            ends |= (step + 1 >= limit[sent])[:, None] & torch.isfinite(top_s)
+            joins = ends.clone()
+            joins[:, k:] = False                                          # only the best K may finish
+        else:
+            joins = ends
         step_attn = state["attn"].float() if need_attention else None
-        if is_eos.any():
+        if joins.any():
             length = step + 1
-            eos_lp = _model_lp(lp, parent[is_eos], token[is_eos], opts, sp).tolist()
-            for (g, j), last in zip(is_eos.nonzero().tolist(), eos_lp):
+            end_lp = _model_lp(lp, parent[joins], token[joins], opts, sp).tolist()
+            for (g, j), last in zip(joins.nonzero().tolist(), end_lp):
                 r = int(parent[g, j])
                 lps = tok_lp[r].tolist() + [last]
                 a = torch.cat([attn_hist[r], step_attn[r][None]]) if need_attention else None
-                score = float(top_s[g, j]) / length_penalty(length, alpha)
-                finished[int(sent[g])].append(Hypothesis(hist[r].tolist(), score, sum(lps), lps, a))
-            for g in is_eos.any(1).nonzero().flatten().tolist():
+                tokens = hist[r].tolist() + ([] if token[g, j] == sp.eos else [int(token[g, j])])
+                score = float(top_s[g, j]) / length_penalty(length, alpha, opts.rules)
+                finished[int(sent[g])].append(Hypothesis(tokens, score, sum(lps), lps, a))
+            for g in joins.any(1).nonzero().flatten().tolist():
                 best = sorted((h.score for h in finished[int(sent[g])]), reverse=True)
-                if len(best) >= opts.nbest:
-                    kth_best[sent[g]] = best[opts.nbest - 1]
+                if len(best) >= keep_best:
+                    kth_best[sent[g]] = best[keep_best - 1]
         # the K best extensions that do not end the sentence go on
-        go_s, go_j = top_s.masked_fill(is_eos, -math.inf).topk(k, dim=1)  # (n, K)
+        go_s, go_j = top_s.masked_fill(ends, -math.inf).topk(k, dim=1)    # (n, K)
         rows = parent.gather(1, go_j).view(-1)
         new_tok = token.gather(1, go_j).view(-1)
         scores = go_s
@@ -259,7 +294,13 @@ def beam_search(model, src, src_lengths, opts, sp=Specials(), need_attention=Fal
         prev = new_tok
         # which sentences are done
         best_open = scores.max(dim=1).values
-        bound = best_open / length_penalty(limit[sent].float(), alpha) if alpha > 0 else best_open
+        if hf:
+            length = limit[sent].float() if opts.early_stopping == "never" and alpha > 0 else float(step + 1)
+            bound = best_open / length_penalty(length, alpha, opts.rules)
+            if opts.early_stopping == "k_finished":
+                bound = torch.where(torch.isfinite(kth_best[sent]), -math.inf, bound)
+        else:
+            bound = best_open / length_penalty(limit[sent].float(), alpha) if alpha > 0 else best_open
         done = (bound <= kth_best[sent]) | ~torch.isfinite(best_open) | (step + 1 >= limit[sent])
         if done.all():
             break

@@ -44,6 +44,11 @@ class Tokenizer:
     def load_extra_state(self, state: dict) -> None:
         pass
 
+    def specials(self):
+        """The ids search treats specially (a `t2t.search.Specials`), for a tokenizer that brings
+        its own generation rules (a pretrained folder's); None: t2t's, from the vocabulary."""
+        return None
+
     # -- shared behaviour
     def normalize(self, text: str) -> str:
         text = unicodedata.normalize("NFC", text)

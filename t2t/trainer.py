@@ -182,6 +182,10 @@ class Trainer:
         src_tok, tgt_tok = build_tokenizers(r, self.registry, self.task, states=states)
         spec = Pipeline.model_spec(self.task, src_tok, tgt_tok, r.tokenizer.shared)
         model = build_model(r, self.registry, spec)
+        folder = getattr(r.model, "pretrained", None)
+        if resumed is None and folder:
+            from t2t import pretrained
+            pretrained.load_weights(model, folder)
         if resumed is None and self.opts.init_from:
             from t2t.init_from import initialise
             initialise(model, self.opts.init_from, self.opts.init_only, states)
@@ -211,7 +215,12 @@ class Trainer:
         prepared-data folder holds for this data) and saves them with the run; the other workers
         receive them. Training streams the split; SentencePiece samples it."""
         states = None
-        if self.dist.main:
+        folder = getattr(self.recipe.model, "pretrained", None)
+        if self.dist.main and folder:                 # they come with the folder: nothing to train
+            from t2t import pretrained
+            states = pretrained.tokenizer_states(folder, self.recipe.tokenizer)
+            ckpt.save(self.run_dir / "tokenizers.pt", {"tokenizers": states})
+        elif self.dist.main:
             def fit():
                 with self.task.uncounted():           # the data's problems are counted when it is prepared
                     src, tgt = build_tokenizers(self.recipe, self.registry, self.task, _Reread(self.task, "train"))

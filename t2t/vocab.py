@@ -10,18 +10,29 @@ SPECIALS = (PAD, UNK, BOS, EOS)
 
 
 class Vocab:
-    """Tokens <-> ids. Ids 0-3 are always <pad>, <unk>, <s>, </s>; user symbols follow."""
+    """Tokens <-> ids. A vocabulary t2t builds starts with <pad>, <unk>, <s>, </s> (ids 0-3) and user
+    symbols follow; one that comes with a pretrained model names its own special ids (`specials`):
+    `bos` is the id the decoder starts from (Marian and T5 start from <pad>, BART from </s>)."""
 
-    pad, unk, bos, eos = 0, 1, 2, 3
-
-    def __init__(self, tokens: Sequence[str]):
-        if tuple(tokens[:4]) != SPECIALS:
-            raise ValueError(f"a vocabulary starts with {SPECIALS}, got {tuple(tokens[:4])}")
+    def __init__(self, tokens: Sequence[str], specials: dict[str, int] | None = None):
         self.tokens = list(tokens)
+        if specials is None:
+            if tuple(self.tokens[:4]) != SPECIALS:
+                raise ValueError(f"a vocabulary starts with {SPECIALS}, got {tuple(self.tokens[:4])}")
+            specials = {"pad": 0, "unk": 1, "bos": 2, "eos": 3}
+        bad = {k: v for k, v in specials.items() if not 0 <= v < len(self.tokens)}
+        if bad or set(specials) != {"pad", "unk", "bos", "eos"}:
+            raise ValueError(f"special ids {specials} must name pad, unk, bos and eos within the "
+                             f"{len(self.tokens)} tokens")
+        self.pad, self.unk, self.bos, self.eos = (int(specials[k]) for k in ("pad", "unk", "bos", "eos"))
         self.ids = {t: i for i, t in enumerate(self.tokens)}
         if len(self.ids) != len(self.tokens):
             dup = [t for t, n in Counter(self.tokens).items() if n > 1]
             raise ValueError(f"duplicate tokens in vocabulary: {dup[:5]}")
+
+    @property
+    def specials(self) -> dict[str, int]:
+        return {"pad": self.pad, "unk": self.unk, "bos": self.bos, "eos": self.eos}
 
     @classmethod
     def build(cls, counts: Counter, min_freq: int = 1, max_size: int | None = None,
@@ -42,7 +53,7 @@ class Vocab:
         return token in self.ids
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Vocab) and self.tokens == other.tokens
+        return isinstance(other, Vocab) and self.tokens == other.tokens and self.specials == other.specials
 
     def index(self, token: str) -> int:
         return self.ids.get(token, self.unk)
@@ -63,8 +74,11 @@ class Vocab:
         return out
 
     def state_dict(self) -> dict:
-        return {"tokens": list(self.tokens)}
+        out = {"tokens": list(self.tokens)}
+        if self.specials != {"pad": 0, "unk": 1, "bos": 2, "eos": 3}:
+            out["specials"] = self.specials      # only then: the states of t2t's own vocabularies stay as they were
+        return out
 
     @classmethod
     def from_state(cls, state: dict) -> "Vocab":
-        return cls(state["tokens"])
+        return cls(state["tokens"], state.get("specials"))

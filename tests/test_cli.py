@@ -213,4 +213,4 @@ def test_decoding_flags_come_from_the_schema_and_keep_its_bounds(run, capsys):
     flags = {a.dest for a in sub._actions}
     assert {f.name for f in field_infos(DecodeOptions)} <= flags
     assert main(["generate", "--checkpoint", str(tmp / "run"), "--length-penalty", "1e308"]) == 1
-    assert "decode.length_penalty: 1e+308 is out of range; it must be between 0.0 and 10.0" in capsys.readouterr().err
+    assert "decode.length_penalty: 1e+308 is out of range; it must be between -10.0 and 10.0" in capsys.readouterr().err

@@ -102,7 +102,14 @@ class Seq2Seq(nn.Module):
         model mixes distributions itself (a log-softmax leaves those unchanged, so every consumer
         treats both alike)."""
         feats = h[keep]                                              # (N, D)
-        return lambda i, j: self.out(feats[i:j])
+        return lambda i, j: self.logits(feats[i:j])
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """The output layer: h (..., D) -> logits (..., V), plus a fixed `logit_bias` where the
+        model has one (a pretrained model's output bias)."""
+        out = self.out(h)
+        bias = getattr(self, "logit_bias", None)
+        return out if bias is None else out + bias
 
     def ctc_log_probs(self, enc: dict, key: str = "memory") -> torch.Tensor:
         """CTC log-probabilities (S', B, V) over the encoder output (or the intermediate layer's,
@@ -133,14 +140,16 @@ class Seq2Seq(nn.Module):
         step (torch's fused AdamW on CPU) changes weights without bumping their version counter, so
         the counter alone would let validation during training decode with stale weights."""
         if torch.is_grad_enabled() or h.device.type != "cpu" or not isinstance(self.out, nn.Linear):
-            return self.out(h)                               # (not nn.Linear: quantized for int8 decoding)
+            return self.logits(h)                            # (not nn.Linear: quantized for int8 decoding)
         w = self.out.weight
         key = (w.data_ptr(), w._version, w.dtype)
         if getattr(self, "_out_t_key", None) != key:
             self._out_t = w.detach().t().contiguous()                    # (D, V)
             self._out_t_key = key
         logits = torch.matmul(h, self._out_t)
-        return logits if self.out.bias is None else logits + self.out.bias
+        bias = getattr(self, "logit_bias", None)
+        logits = logits if self.out.bias is None else logits + self.out.bias
+        return logits if bias is None else logits + bias
 
     def train(self, mode: bool = True):
         self._out_t = self._out_t_key = None                 # see project()

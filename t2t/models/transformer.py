@@ -19,6 +19,7 @@ from torch import nn
 from t2t.models.attention import MultiHeadAttention
 from t2t.models.base import ModelSpec, Seq2Seq, lengths_to_mask
 from t2t.models.frontend import source_embedder
+from t2t.models.parts import ACTIVATIONS, POSITIONS, FeedForward, Positions
 from t2t.options import ModelOptions, OptionError, option
 
 
@@ -31,10 +32,18 @@ class TransformerOptions(ModelOptions):
     decoder_layers: Optional[int] = option(None, min=1, help="decoder layers (default: layers)")
     heads: int = option(4, min=1, help="attention heads (must divide dim)")
     ff_dim: int = option(1024, min=1, help="feed-forward inner size")
-    activation: Literal["relu", "gelu"] = option("relu", help="feed-forward activation")
+    activation: ACTIVATIONS = option("relu", help="feed-forward activation (gelu: exact; gelu_tanh: the tanh "
+                                     "approximation; silu: swish)")
     norm: Literal["pre", "post"] = option("pre", help="layer norm before (pre) or after (post) each block")
-    positions: Literal["sinusoidal", "learned"] = option("sinusoidal", help="position encoding")
+    positions: POSITIONS = option("sinusoidal", help="position encoding: sinusoidal (sine and cosine interleaved), "
+                                  "sinusoidal_halves (sines then cosines, Marian's), learned")
     max_positions: int = option(1024, min=8, help="longest sequence the position table covers")
+    embed_scale: bool = option(True, help="multiply token embeddings by sqrt(dim)")
+    output_bias: bool = option(False, help="a fixed bias added to the output logits (a pretrained model's "
+                               "final_logits_bias; not trained, as in its source)")
+    pretrained: Optional[str] = option(None, help="a pretrained model's folder (config.json, weights, tokenizer "
+                                       "files): the architecture, tokenizers, weights and decoding defaults come "
+                                       "from it (see docs/pretrained.md)")
     attention_dropout: float = option(0.0, min=0.0, max=0.9, help="dropout on attention weights")
     activation_dropout: float = option(0.0, min=0.0, max=0.9, help="dropout inside the feed-forward block")
     tie_output: bool = option(True, help="tie the target embeddings and the output layer")
@@ -59,43 +68,6 @@ class TransformerOptions(ModelOptions):
             good = [h for h in (1, 2, 4, 8, 16) if self.dim % h == 0 and h != self.heads]
             raise OptionError("heads", f"{self.heads} does not divide model.dim {self.dim}; use "
                               f"{' or '.join(map(str, good[-2:]))}")
-
-
-def sinusoids(length: int, dim: int) -> torch.Tensor:
-    """(length, dim) sine/cosine position table."""
-    pos = torch.arange(length, dtype=torch.float32)[:, None]
-    inv = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(length, dim)
-    table[:, 0::2] = torch.sin(pos * inv)
-    table[:, 1::2] = torch.cos(pos * inv[: dim // 2])
-    return table
-
-
-class Positions(nn.Module):
-    def __init__(self, kind: str, length: int, dim: int):
-        super().__init__()
-        if kind == "learned":
-            self.table = nn.Parameter(torch.randn(length, dim) * dim ** -0.5)
-        else:
-            self.register_buffer("table", sinusoids(length, dim), persistent=False)
-        self.length = length
-
-    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
-        end = start + x.shape[1]
-        if end > self.length:
-            raise ValueError(f"sequence of {end} positions is longer than model.max_positions {self.length}")
-        return x + self.table[start:end].to(x.dtype)
-
-
-class FeedForward(nn.Module):
-    def __init__(self, dim: int, ff_dim: int, activation: str, dropout: float):
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(dim, ff_dim), nn.Linear(ff_dim, dim)
-        self.act = {"gelu": F.gelu, "silu": F.silu}.get(activation, F.relu)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.drop(self.act(self.fc1(x))))
 
 
 class EncoderLayer(nn.Module):
@@ -207,7 +179,7 @@ class Transformer(Seq2Seq):
         o = options
         if o.share_embeddings and not spec.shared_vocab:
             raise ValueError("model.share_embeddings needs a shared vocabulary (tokenizer.shared: true)")
-        self.src_embed = source_embedder(spec, o.dim, 0.0, scale=True, channels=o.subsample_channels)
+        self.src_embed = source_embedder(spec, o.dim, 0.0, scale=o.embed_scale, channels=o.subsample_channels)
         self.tgt_embed = nn.Embedding(spec.tgt_vocab, o.dim, padding_idx=spec.pad)
         if o.share_embeddings:
             self.tgt_embed.weight = self.src_embed.embed.weight
@@ -220,6 +192,8 @@ class Transformer(Seq2Seq):
         self.enc_norm = nn.LayerNorm(o.dim) if o.norm == "pre" else nn.Identity()
         self.dec_norm = nn.LayerNorm(o.dim) if o.norm == "pre" else nn.Identity()
         self.out = nn.Linear(o.dim, spec.tgt_vocab, bias=False)
+        if o.output_bias:
+            self.register_buffer("logit_bias", torch.zeros(spec.tgt_vocab))
         if o.copy:
             if not spec.shared_vocab or spec.feature_dim:
                 raise ValueError("model.copy needs a text source and a shared vocabulary (tokenizer.shared: true)")
@@ -271,7 +245,10 @@ class Transformer(Seq2Seq):
 
     # ------------------------------------------------------------------ decoder
     def _decode(self, tgt: torch.Tensor, static: dict, caches, start: int, need_weights: bool):
-        x = self.drop(self.tgt_pos(self.tgt_embed(tgt) * self.options.dim ** 0.5, start))
+        x = self.tgt_embed(tgt)
+        if self.options.embed_scale:
+            x = x * self.options.dim ** 0.5
+        x = self.drop(self.tgt_pos(x, start))
         weights = None
         last = len(self.decoder) - 1
         for i, layer in enumerate(self.decoder):
@@ -321,7 +298,7 @@ class Transformer(Seq2Seq):
         attn, gate = self._copy_attention(h, enc["memory"], enc["mask"][:, None, :])
         feats, attn, gate = h[keep], attn[keep], gate[keep]          # (N, D), (N, S), (N, 1)
         src = enc["src"][keep.nonzero()[:, 0]]                       # (N, S): each row's sentence
-        return lambda i, j: self._mix(self.out(feats[i:j]), attn[i:j], gate[i:j], src[i:j])
+        return lambda i, j: self._mix(self.logits(feats[i:j]), attn[i:j], gate[i:j], src[i:j])
 
     def decode_features(self, enc: dict, tgt_in: torch.Tensor) -> torch.Tensor:
         h, _ = self._decode(tgt_in, self.init_state(enc)["static"], None, 0, False)

@@ -1,0 +1,152 @@
+"""Pretrained models from Hugging Face-format folders (config.json, weights, tokenizer files).
+
+A folder is one more source of a model and its tokenizers: `describe` turns its config into the
+recipe sections it implies (t2t's own Transformer, assembled from parts; the family's tokenizer;
+the folder's decoding defaults), `checkpoint` reads it as a t2t checkpoint would be read (so
+`generate`, `evaluate`, `serve`, `export` and `train.init_from` take a folder as they take a run),
+and `export_folder` writes a run that started from one back in the same format. One module per
+family holds its config mapping, weight names and tokenizer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from types import ModuleType
+
+from t2t.errors import CheckpointError, T2TError
+from t2t.options import MAX_OUTPUT_TOKENS
+from t2t.pretrained import marian
+from t2t.pretrained.folder import Folder, is_pretrained_folder, write_folder
+
+__all__ = ["Description", "checkpoint", "describe", "export_folder", "is_pretrained_folder", "FAMILIES"]
+
+log = logging.getLogger("t2t")
+FAMILIES: dict[str, ModuleType] = {t: m for m in (marian,) for t in m.MODEL_TYPES}
+EARLY_STOPPING = {False: "heuristic", True: "k_finished", "never": "never"}
+
+
+def family(folder: Folder) -> ModuleType:
+    mt = folder.config.get("model_type")
+    if mt not in FAMILIES:
+        raise CheckpointError(f"{folder.path}/config.json: model_type {mt!r} is not supported; supported: "
+                              f"{', '.join(sorted(FAMILIES))}")
+    return FAMILIES[mt]
+
+
+@dataclasses.dataclass(frozen=True)
+class Description:
+    """What a folder implies for a recipe: its `model:`, `tokenizer:` and `decode:` keys."""
+
+    path: Path
+    model_type: str
+    model: dict
+    tokenizer: dict
+    decode: dict
+
+
+def describe(path: str | os.PathLike) -> Description:
+    """The recipe sections a pretrained folder implies (reads config files only, no weights)."""
+    folder = Folder(path)
+    fam = family(folder)
+    try:
+        model = fam.model_options(folder.config)
+    except T2TError as e:
+        raise CheckpointError(f"{folder.path}: {e}") from None
+    model["pretrained"] = str(path)
+    tok = fam.tokenizer_files(folder)        # checks that the tokenizer files are there
+    gen = _generation(folder, tok)
+    return Description(folder.path, folder.config["model_type"], model,
+                       {"name": fam.Tokenizer.name, "shared": False},
+                       decode_defaults(gen, model["max_positions"]))
+
+
+def _generation(folder: Folder, files: dict[str, bytes]) -> dict:
+    from t2t.pretrained.tokenizer import GENERATION_KEYS
+    if folder.generation:
+        return folder.generation
+    return {k: folder.config[k] for k in GENERATION_KEYS if folder.config.get(k) is not None}
+
+
+def decode_defaults(gen: dict, max_positions: int) -> dict:
+    """`decode:` keys from a generation config, as transformers' generate reads it: max_length
+    counts the decoder's start token, min_length likewise; without either, 20 new tokens (within
+    the model's positions)."""
+    if gen.get("max_new_tokens"):
+        most = int(gen["max_new_tokens"])
+    elif gen.get("max_length"):
+        most = int(gen["max_length"]) - 1
+    else:
+        most = min(20, max_positions - 1)
+    out = {"rules": "transformers", "beam": int(gen.get("num_beams") or 1), "max_len_a": 0.0,
+           "max_len_b": max(1, min(int(most), MAX_OUTPUT_TOKENS)),
+           "length_penalty": float(gen.get("length_penalty", 1.0)),
+           "early_stopping": EARLY_STOPPING.get(gen.get("early_stopping", False), "heuristic"),
+           "no_repeat_ngram_size": int(gen.get("no_repeat_ngram_size") or 0)}
+    if gen.get("min_length"):
+        out["min_len"] = max(0, int(gen["min_length"]) - 1)
+    return out
+
+
+def tokenizer_states(path: str | os.PathLike, options) -> dict:
+    """The source and target tokenizer states of a folder (as `Tokenizer.state_dict()` gives)."""
+    folder = Folder(path)
+    fam = family(folder)
+    files = fam.tokenizer_files(folder)
+    return {side: fam.Tokenizer.from_files(options, files, side).state_dict() for side in ("source", "target")}
+
+
+def weights(path: str | os.PathLike) -> dict:
+    """The folder's weights under t2t's names."""
+    folder = Folder(path)
+    fam = family(folder)
+    try:
+        return fam.weights_to_t2t(folder.weights(), folder.config)
+    except CheckpointError as e:
+        raise CheckpointError(f"{folder.path}: {e}") from None
+
+
+def load_weights(model, path: str | os.PathLike) -> None:
+    """Load a folder's weights into a t2t model built from its description."""
+    try:
+        model.load_state_dict(weights(path))
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: its weights do not fit the model its config describes: "
+                              f"{str(e).splitlines()[0]}") from None
+    log.info(f"model: the weights of the pretrained folder {path}")
+
+
+def checkpoint(path: str | os.PathLike, registry=None) -> dict:
+    """A folder read as a t2t checkpoint: recipe (translation, the folder's sections), spec,
+    tokenizer states and weights."""
+    from t2t import __version__
+    from t2t.models.base import ModelSpec
+    from t2t.recipe import load_recipe
+    from t2t.registry import get_registry
+    from t2t.tokenizer import Tokenizer
+    registry = get_registry(registry)
+    recipe = load_recipe({"task": "translation", "data": {"source": "source", "target": "target"},
+                          "model": {"pretrained": str(path)}, "output_dir": str(path)}, registry=registry)
+    states = tokenizer_states(path, recipe.tokenizer)
+    cls: type[Tokenizer] = registry.get("tokenizers", recipe.tokenizer.name)
+    src = cls.from_state(recipe.tokenizer, states["source"])
+    tgt = cls.from_state(recipe.tokenizer, states["target"])
+    spec = ModelSpec(src_vocab=len(src.vocab), tgt_vocab=len(tgt.vocab), pad=tgt.vocab.pad,
+                     shared_vocab=src.vocab == tgt.vocab)
+    return {"format": "t2t-checkpoint", "format_version": 1, "t2t_version": __version__,
+            "recipe": recipe.to_yaml(), "plugins": {}, "spec": dataclasses.asdict(spec), "tokenizers": states,
+            "task_state": {}, "model": weights(path), "pretrained_folder": str(path)}
+
+
+def export_folder(model_state: dict, tokenizer_state: dict, out: str | os.PathLike, force: bool = False) -> Path:
+    """Write t2t weights of a pretrained family back as a folder: the original config and
+    tokenizer files (kept in the tokenizer state) byte for byte, the weights as safetensors."""
+    import json
+    files = {k: bytes(v.numpy().tobytes()) for k, v in tokenizer_state["extra"]["files"].items()}
+    config = json.loads(files["config.json"].decode("utf-8"))
+    fam = FAMILIES.get(config.get("model_type"))
+    if fam is None:
+        raise T2TError(f"export hf: model_type {config.get('model_type')!r} is not supported")
+    return write_folder(Path(out), fam.weights_from_t2t(model_state, config), files, force=force)

@@ -1,0 +1,96 @@
+"""Tiny pretrained folders built offline by `transformers` for parity tests: random weights at a
+large standard deviation (LayerNorm gains 1 + 0.3 N(0, 1)) so that a wrong detail shows in the
+logits, and an </s> bias that makes outputs end at different lengths."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import torch
+
+WORDS = ["über", "Straße", "naïve", "café", "日本語", "добрый", "día", "ça", "Øre", "smörgåsbord", "hello",
+         "world", "the", "a", "cat", "dog", "runs", "quickly", "zebra", "ευχαριστώ", "مرحبا", "ñandú", "fish",
+         "and", "chips", "123", "4.5", "—", "«quoted»", "it's"]
+ALPHABET = ("abcdefghijklmnopqrstuvwxyz ÄÖÜäöüßéèêçñøåæœ日本語中文한국어добрыйευχαριστώمرحباעברית🙂👍\t.,;:!?'\"«»"
+            "—–-()[]{}0123456789  ")
+
+
+def sentences(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 12))) for _ in range(n)]
+
+
+def random_strings(n: int, seed: int = 0) -> list[str]:
+    """Strings of non-ASCII text, some with special tokens and a language code written in them."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        s = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 40)))
+        if i % 50 == 0:
+            s = f"{s} </s> {s}"
+        if i % 70 == 0:
+            s = "<unk>" + s
+        if i % 90 == 0:
+            s = ">>fra<< " + s
+        out.append(s)
+    return out
+
+
+def _spm(texts: list[str], size: int) -> bytes:
+    import sentencepiece as spm
+    out = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=out, vocab_size=size,
+                                   model_type="unigram", character_coverage=1.0, unk_id=0, bos_id=-1, eos_id=-1,
+                                   pad_id=-1, minloglevel=2, hard_vocab_limit=False)
+    return out.getvalue()
+
+
+def randomise(model, std: float = 0.3, seed: int = 0) -> None:
+    """Every weight N(0, std), LayerNorm gains 1 + N(0, std); sinusoid tables untouched."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "embed_positions" in name:
+                continue
+            noise = torch.randn(p.shape, generator=g) * std
+            p.copy_(1 + noise if "layer_norm" in name and name.endswith("weight") else noise)
+        for name, b in model.named_buffers():
+            if name == "final_logits_bias":
+                b.copy_(torch.randn(b.shape, generator=g) * std)
+
+
+def marian(folder: Path, seed: int = 0, eos_bias: float = 3.0, **config) -> Path:
+    """A Marian folder as `save_pretrained` writes it: config, generation config, safetensors,
+    source/target SentencePiece models, vocab.json, tokenizer_config.json."""
+    from transformers import MarianConfig, MarianMTModel, MarianTokenizer
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    src, tgt = _spm(sentences(2000, 1), 120), _spm(sentences(2000, 2), 120)
+    (folder / "source.spm").write_bytes(src)
+    (folder / "target.spm").write_bytes(tgt)
+    import sentencepiece as spm
+    vocab = {"</s>": 0, "<unk>": 1, ">>fra<<": 2}
+    for model in (src, tgt):
+        sp = spm.SentencePieceProcessor(model_proto=model)
+        for i in range(sp.get_piece_size()):
+            vocab.setdefault(sp.id_to_piece(i), len(vocab))
+    vocab["<pad>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    MarianTokenizer(str(folder / "source.spm"), str(folder / "target.spm"), str(folder / "vocab.json")
+                    ).save_pretrained(str(folder))
+    v = len(vocab)
+    settings = dict(vocab_size=v, decoder_vocab_size=v, d_model=32, encoder_layers=2, decoder_layers=2,
+                    encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                    max_position_embeddings=64, pad_token_id=v - 1, decoder_start_token_id=v - 1, eos_token_id=0,
+                    forced_eos_token_id=0, scale_embedding=True, activation_function="swish", dropout=0.0)
+    settings.update(config)
+    torch.manual_seed(seed)
+    model = MarianMTModel(MarianConfig(**settings))
+    randomise(model, seed=seed)
+    with torch.no_grad():
+        model.final_logits_bias[0, settings["eos_token_id"]] = eos_bias
+    model.save_pretrained(str(folder))
+    return folder

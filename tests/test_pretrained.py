@@ -1,0 +1,244 @@
+"""Pretrained folders against `transformers`, on tiny random models it builds offline: logits, loss,
+greedy and beam outputs with their scores, tokenizer ids, export round trips, fine-tuning."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers", reason="transformers (a test-only reference) is not installed: "
+                                   "pip install 't2t[test]'")
+
+import hf_folders  # noqa: E402
+from t2t.errors import T2TError  # noqa: E402
+from t2t.loss import sequence_loss  # noqa: E402
+from t2t.pipeline import load  # noqa: E402
+
+pytestmark = [pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses"),
+              pytest.mark.filterwarnings("ignore:Using the model-agnostic default")]
+
+SOURCES = ["über Straße café dog", "hello", "日本語 добрый día ça Øre smörgåsbord", "the cat", "a b c d e f g",
+           "zebra fish chips 123 4.5", "it's «quoted»", "naïve", "ñandú ñandú ñandú the world and a dog runs",
+           ">>fra<< hello world"]
+TARGETS = ["the cat runs", "ευχαριστώ world and chips", "a", "Straße über alles", "fish", "123", "día", "ça",
+           "hello world", "le monde"]
+
+
+@pytest.fixture(scope="module")
+def marian(tmp_path_factory):
+    folder = hf_folders.marian(tmp_path_factory.mktemp("pretrained") / "marian")
+    reference = transformers.MarianMTModel.from_pretrained(folder).eval()
+    tokenizer = transformers.MarianTokenizer.from_pretrained(folder)
+    return folder, reference, tokenizer
+
+
+def teacher_forced(pipe, tokenizer, sources, targets):
+    """A padded batch as transformers makes it, and t2t's decoder input for it."""
+    batch = tokenizer(sources, text_target=targets, return_tensors="pt", padding=True)
+    labels = batch["labels"]
+    start = torch.full((len(sources), 1), pipe.specials.bos)
+    return batch, torch.cat([start, labels[:, :-1]], 1), batch["attention_mask"].sum(1)
+
+
+def test_marian_logits_and_loss_equal_transformers(marian):
+    folder, reference, tokenizer = marian
+    pipe = load(folder, device="cpu")
+    batch, dec_in, lengths = teacher_forced(pipe, tokenizer, SOURCES, TARGETS)
+    with torch.no_grad():
+        ref = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        logits = pipe.model(batch["input_ids"], lengths, dec_in)
+    real = batch["labels"] != pipe.specials.pad
+    assert ref.logits.abs().max() > 3                           # weights large enough for details to show
+    assert (logits - ref.logits)[real].abs().max() < 1e-4
+    from t2t.data import Batch
+    ours = Batch(batch["input_ids"], lengths, dec_in, batch["labels"], list(range(len(SOURCES))))
+    with torch.no_grad():
+        _, nll = sequence_loss(pipe.model, pipe.model, ours, 0.0, pipe.specials.pad)
+    # transformers averages over the label positions (padding included, as its tokenizer pads them)
+    masked = batch["labels"].masked_fill(~real, -100)
+    with torch.no_grad():
+        ref_loss = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=masked).loss
+    assert abs(float(nll) / int(real.sum()) - float(ref_loss)) < 1e-5
+
+
+SEARCHES = [  # beam, nbest, length_penalty, transformers' early_stopping
+    (1, 1, 1.0, False), (4, 1, 1.0, False), (4, 2, 2.0, False), (4, 4, 0.5, True), (5, 2, 1.5, "never"),
+    (4, 3, 0.0, False)]
+STOPS = {False: "heuristic", True: "k_finished", "never": "never"}
+
+
+@pytest.mark.parametrize("beam,nbest,alpha,stop", SEARCHES)
+def test_marian_search_equals_generate(marian, beam, nbest, alpha, stop):
+    folder, reference, tokenizer = marian
+    pipe = load(folder, device="cpu")
+    batch = tokenizer(SOURCES, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = reference.generate(**batch, num_beams=beam, num_return_sequences=nbest, length_penalty=alpha,
+                                 early_stopping=stop, output_scores=True, return_dict_in_generate=True)
+    hyps = pipe.search(SOURCES, pipe.decode_options(beam=beam, nbest=nbest, length_penalty=alpha,
+                                                    early_stopping=STOPS[stop]))
+    lengths = set()
+    for i in range(len(SOURCES)):
+        assert len(hyps[i]) == nbest
+        for j, h in enumerate(hyps[i]):
+            row = out.sequences[i * nbest + j].tolist()[1:]              # after the decoder's start
+            tokens = row[: row.index(pipe.specials.eos)] if pipe.specials.eos in row else row
+            assert h.tokens == tokens, (i, j)
+            lengths.add(len(tokens))
+            if beam > 1:
+                assert abs(h.score - float(out.sequences_scores[i * nbest + j])) < 1e-4
+            assert pipe.detokenize(h.tokens) == tokenizer.decode(out.sequences[i * nbest + j], skip_special_tokens=True)
+    assert len(lengths) >= 2, lengths                          # outputs end at different lengths
+    assert pipe.recipe.decode.max_len_b - 1 in lengths or beam > 1, lengths      # and at the limit
+
+
+def test_marian_tokenizer_ids_equal_on_1000_strings(marian):
+    folder, _, tokenizer = marian
+    pipe = load(folder, device="cpu")
+    texts = hf_folders.random_strings(1000)
+    eos = pipe.specials.eos
+    for text in texts:
+        assert pipe.src_tok.encode(text) == tokenizer(text)["input_ids"], text
+        target = tokenizer(text_target=text)["input_ids"]
+        assert pipe.tgt_tok.encode(text) + [eos] == target, text
+        assert pipe.tgt_tok.decode(target) == tokenizer.decode(target, skip_special_tokens=True), text
+
+
+@pytest.mark.parametrize("broken", [{"output_bias": False}, {"positions": "sinusoidal"}, {"activation": "gelu"},
+                                    {"embed_scale": False}, {"norm": "pre"}])
+def test_a_detail_broken_shows_in_the_logits(marian, broken):
+    """The parity above can fail: each of these details alone moves the logits far past 1e-4."""
+    from t2t.models.transformer import Transformer
+    folder, reference, tokenizer = marian
+    pipe = load(folder, device="cpu")
+    model = Transformer(dataclasses.replace(pipe.model.options, **broken), pipe.model.spec)
+    model.load_state_dict(pipe.model.state_dict(), strict=False)
+    model.eval()
+    batch, dec_in, lengths = teacher_forced(pipe, tokenizer, SOURCES, TARGETS)
+    with torch.no_grad():
+        ref = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        logits = model(batch["input_ids"], lengths, dec_in)
+    assert (logits - ref.logits)[batch["labels"] != pipe.specials.pad].abs().max() > 1e-2
+
+
+def test_export_hf_round_trip_is_bit_equal(marian, tmp_path):
+    from t2t.export import export
+    folder, _, tokenizer = marian
+    out = export(folder, tmp_path / "back", format="hf")
+    for name in ("config.json", "generation_config.json", "source.spm", "target.spm", "vocab.json",
+                 "tokenizer_config.json"):
+        assert (out / name).read_bytes() == (folder / name).read_bytes(), name
+    from safetensors import safe_open
+    with safe_open(str(out / "model.safetensors"), "pt") as f, safe_open(str(folder / "model.safetensors"), "pt") as g:
+        assert f.metadata() == {"format": "pt"} and set(f.keys()) == set(g.keys())
+        for k in g.keys():
+            assert torch.equal(f.get_tensor(k), g.get_tensor(k)), k
+    again = transformers.MarianMTModel.from_pretrained(out).eval()
+    pipe = load(out, device="cpu")
+    batch, dec_in, lengths = teacher_forced(pipe, tokenizer, SOURCES, TARGETS)
+    with torch.no_grad():
+        assert torch.equal(again(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).logits,
+                           transformers.MarianMTModel.from_pretrained(folder).eval()(
+                               **{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).logits)
+    with pytest.raises(T2TError, match="exists"):
+        export(folder, out, format="hf")
+
+
+def test_generate_and_evaluate_take_a_folder(marian, tmp_path, capsys):
+    from t2t.cli import main
+    folder, reference, tokenizer = marian
+    (tmp_path / "in.txt").write_text("\n".join(SOURCES[:3]) + "\n", encoding="utf-8")
+    assert main(["generate", "--checkpoint", str(folder), "--input", str(tmp_path / "in.txt"), "--beam", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    batch = tokenizer(SOURCES[:3], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        ref = reference.generate(**batch, num_beams=4)
+    assert lines == tokenizer.batch_decode(ref, skip_special_tokens=True)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "test.de").write_text("\n".join(SOURCES) + "\n", encoding="utf-8")
+    (data / "test.en").write_text("\n".join(TARGETS) + "\n", encoding="utf-8")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"task: translation\ndata: {{dir: {data}, source: de, target: en}}\n"
+                      f"model: {{pretrained: {folder}}}\nmetrics: [chrf]\noutput_dir: {tmp_path / 'run'}\n")
+    assert main(["evaluate", str(recipe), "--checkpoint", str(folder), "--out", str(tmp_path / "ev")]) == 0
+    report = json.loads((tmp_path / "ev" / "test.report.json").read_text())
+    assert report["sentences"] == len(SOURCES) and "chrf" in report["metrics"]
+
+
+def test_fine_tuning_from_a_recipe_then_exporting(marian, tmp_path):
+    from t2t.export import export
+    from t2t.recipe import load_recipe
+    from t2t.trainer import train
+    folder, _, tokenizer = marian
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, n in (("train", 200), ("valid", 20)):
+        src = hf_folders.sentences(n, 7 if split == "train" else 8)
+        (data / f"{split}.de").write_text("\n".join(src) + "\n", encoding="utf-8")
+        (data / f"{split}.en").write_text("\n".join(s.upper() for s in src) + "\n", encoding="utf-8")
+    recipe = load_recipe({"task": "translation", "data": {"dir": str(data), "source": "de", "target": "en"},
+                          "model": {"pretrained": str(folder), "dropout": 0.1},
+                          "train": {"max_steps": 6, "validate_every": 6, "valid_max_sentences": 4, "lr": 1e-3,
+                                    "max_tokens": 400},
+                          "metrics": ["chrf"], "output_dir": str(tmp_path / "run")})
+    assert recipe.model.dim == 32 and recipe.model.dropout == 0.1 and recipe.decode.rules == "transformers"
+    before = load(folder, device="cpu").model.state_dict()
+    summary = train(recipe)
+    assert summary["step"] == 6
+    tuned = load(tmp_path / "run", device="cpu")
+    assert not torch.equal(tuned.model.state_dict()["encoder.0.attn.qkv.weight"], before["encoder.0.attn.qkv.weight"])
+    assert torch.equal(tuned.model.state_dict()["logit_bias"], before["logit_bias"])     # fixed, as in its source
+    out = export(tmp_path / "run", tmp_path / "tuned", format="hf")
+    again = transformers.MarianMTModel.from_pretrained(out).eval()
+    batch, dec_in, lengths = teacher_forced(tuned, tokenizer, SOURCES, TARGETS)
+    with torch.no_grad():
+        ours = tuned.model(batch["input_ids"], lengths, dec_in)
+        theirs = again(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).logits
+    assert (ours - theirs)[batch["labels"] != tuned.specials.pad].abs().max() < 1e-4
+
+
+def test_bad_folders_and_contradicting_recipes_get_one_message(marian, tmp_path):
+    import shutil
+    from t2t.recipe import load_recipe
+    from t2t.errors import RecipeError
+    folder, _, _ = marian
+
+    def broken(name, change):
+        copy = tmp_path / name
+        shutil.copytree(folder, copy)
+        change(copy)
+        return copy
+
+    cases = [
+        (broken("noweights", lambda d: (d / "model.safetensors").unlink()), "no weights; a pretrained folder holds"),
+        (broken("nospm", lambda d: (d / "source.spm").unlink()), "no source.spm"),
+        (broken("t5", lambda d: (d / "config.json").write_text(json.dumps(
+            {**json.loads((folder / "config.json").read_text()), "model_type": "gpt2"}))), "model_type 'gpt2' is not "
+            "supported; supported: marian"),
+        (broken("badjson", lambda d: (d / "config.json").write_text("{")), "config.json: not valid JSON"),
+        (tmp_path / "absent", "no such"),
+    ]
+    for path, message in cases:
+        with pytest.raises(T2TError, match=message):
+            load(path, device="cpu").generate(["hello"])
+    extra = broken("extra", lambda d: None)
+    from safetensors.torch import load_file, save_file
+    w = load_file(str(extra / "model.safetensors"))
+    w["model.encoder.layers.9.fc1.weight"] = torch.zeros(1)
+    del w["model.decoder.layers.1.fc2.bias"]
+    save_file(w, str(extra / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(T2TError, match=r"missing 1: model.decoder.layers.1.fc2.bias; unexpected 1: "
+                                       r"model.encoder.layers.9.fc1.weight"):
+        load(extra, device="cpu")
+    for key, value, message in [("model", "{pretrained: %s, dim: 64}", "model.dim: '64' contradicts the pretrained "
+                                 "folder, which sets 32"),
+                                ("tokenizer", "{name: sentencepiece}", "tokenizer.name: 'sentencepiece' contradicts"),
+                                ("model", "{pretrained: %s/nothing}", "no such pretrained model folder")]:
+        text = f"task: translation\ndata: {{source: de, target: en}}\nmodel: {{pretrained: {folder}}}\n"
+        text += f"{key}: {value % folder if '%s' in value else value}\n" if key != "model" else ""
+        if key == "model":
+            text = f"task: translation\ndata: {{source: de, target: en}}\nmodel: {value % folder}\n"
+        with pytest.raises(RecipeError, match=message):
+            load_recipe(text)
