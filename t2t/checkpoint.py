@@ -81,6 +81,9 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict:
     if data.get("format_version", 0) > VERSION:
         raise CheckpointError(f"{path}: checkpoint format {data['format_version']} is newer than this t2t "
                               f"understands ({VERSION}); upgrade t2t")
+    if "lora_base" in data:
+        from t2t import pretrained
+        return pretrained.complete_lora_checkpoint(data, path)
     return data
 
 
@@ -200,6 +203,9 @@ def average(paths: Iterable[Path]) -> dict:
     dtypes = {k: v.dtype for k, v in first["model"].items()}
     out = {k: v for k, v in first.items() if k != "train_state"}
     out["model"] = {k: (v / len(paths)).to(dtypes[k]) if v.is_floating_point() else v for k, v in total.items()}
+    if "lora_base" in out:              # adapters averaged; the base stays the pretrained folder's
+        from t2t.lora import is_adapter
+        out["model"] = {k: v for k, v in out["model"].items() if is_adapter(k)}
     out["averaged_from"] = [str(p) for p in paths]
     return out
 

@@ -26,6 +26,7 @@ from t2t.pipeline import Pipeline
 from t2t.vocab import Vocab
 
 FORMATS = ("ctranslate2", "hf")
+ACTIVATIONS = {"relu": "RELU", "gelu": "GELU", "gelu_tanh": "GELUTanh", "silu": "SWISH"}   # CTranslate2's names
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 
 
@@ -73,7 +74,7 @@ def check_exportable(pipe: Pipeline) -> None:
                 (o.copy, "model.copy: the pointer-generator's copy distribution has no CTranslate2 counterpart"),
                 (o.ctc_weight > 0, "model.ctc_weight: the CTC head has no CTranslate2 counterpart"),
                 (o.conv_kernel > 0, "model.conv_kernel: Conformer layers have no CTranslate2 counterpart"),
-                (o.activation not in ("relu", "gelu"), f"model.activation {o.activation}")]
+                (o.activation not in ACTIVATIONS, f"model.activation {o.activation}")]
     for refused, why in refusals:
         if refused:
             raise T2TError(f"export: this model cannot be exported to CTranslate2: {why}")
@@ -98,10 +99,8 @@ def export_ctranslate2(pipe: Pipeline, out: str | os.PathLike, quantization: str
     try:
         write_ctranslate2(pipe.model, pipe.src_tok.vocab, pipe.tgt_tok.vocab, tmp, quantization)
         (tmp / "decoding.json").write_text(json.dumps(decoding_defaults(pipe), indent=1) + "\n")
-        for side, tok in (("source", pipe.src_tok), ("target", pipe.tgt_tok)):
-            model = getattr(tok, "model_bytes", None)
-            if model:
-                (tmp / f"{side}.spm").write_bytes(model)
+        for name, data in tokenizer_files(pipe).items():
+            (tmp / name).write_bytes(data)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -131,7 +130,7 @@ def transformer_spec(model, src_vocab: Vocab, tgt_vocab: Vocab):
     pre = o.norm == "pre"
     spec = ts.TransformerSpec.from_config(
         (len(model.encoder), len(model.decoder)), o.heads, pre_norm=pre,
-        activation=common_spec.Activation.GELU if o.activation == "gelu" else common_spec.Activation.RELU)
+        activation=getattr(common_spec.Activation, ACTIVATIONS[o.activation]))
     w = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     w.update({f"{side}_pos.table": getattr(model, f"{side}_pos").table.detach().float().numpy() for side in ("src", "tgt")})
 
@@ -148,7 +147,7 @@ def transformer_spec(model, src_vocab: Vocab, tgt_vocab: Vocab):
     enc.position_encodings.encodings = w["src_pos.table"]          # t2t's table (sin/cos interleaved)
     dec.embeddings.weight = w["tgt_embed.weight"]
     dec.position_encodings.encodings = w["tgt_pos.table"]
-    enc.scale_embeddings = dec.scale_embeddings = True              # both sides scale by sqrt(dim)
+    enc.scale_embeddings = dec.scale_embeddings = o.embed_scale     # both sides scale by sqrt(dim), or neither
     if pre:
         norm(enc.layer_norm, "enc_norm")
         norm(dec.layer_norm, "dec_norm")
@@ -173,8 +172,8 @@ def transformer_spec(model, src_vocab: Vocab, tgt_vocab: Vocab):
         linear(layer.ffn.linear_1, f"{p}.ff.fc2")
         norm(layer.ffn.layer_norm, f"{p}.norm3")
     dec.projection.weight = w["out.weight"]
-    if "out.bias" in w:
-        dec.projection.bias = w["out.bias"]
+    if "out.bias" in w or "logit_bias" in w:          # a pretrained model's fixed output bias
+        dec.projection.bias = w.get("out.bias", 0) + w.get("logit_bias", 0)
     eps = {m.eps for m in model.modules() if isinstance(m, torch.nn.LayerNorm)}
     spec.config.layer_norm_epsilon = float(eps.pop()) if len(eps) == 1 else 1e-5
     tgt_tokens = tgt_vocab.tokens
@@ -192,13 +191,13 @@ def decoding_defaults(pipe: Pipeline) -> dict:
     d = pipe.recipe.decode
     limit = pipe.model.options.max_positions
     args = {"beam_size": d.beam, "num_hypotheses": d.nbest, "min_decoding_length": d.min_len,
-            "max_decoding_length": min(limit - 1, int(d.max_len_b + d.max_len_a * limit)),
+            "max_decoding_length": min(limit, int(d.max_len_b + d.max_len_a * limit)) - 1,    # </s> not counted
             "max_input_length": limit, "no_repeat_ngram_size": d.no_repeat_ngram_size,
             "length_penalty": d.length_penalty, "return_scores": True}
     if d.sampling:
         args.update(sampling_topk=d.top_k or 0, sampling_topp=d.top_p, sampling_temperature=d.temperature)
     notes = []
-    if d.beam > 1 and d.length_penalty:
+    if d.beam > 1 and d.length_penalty and d.rules == "t2t":
         notes.append(f"t2t divides scores by the GNMT penalty ((5 + length) / 6) ** {d.length_penalty}; "
                      f"CTranslate2 by length ** length_penalty: beam outputs can differ")
     if d.max_len_a:
@@ -207,6 +206,24 @@ def decoding_defaults(pipe: Pipeline) -> dict:
     if d.unk_penalty or d.mbr or d.ctc_weight:
         notes.append("decode.unk_penalty, decode.mbr and decode.ctc_weight have no CTranslate2 counterpart")
     tok = pipe.recipe.tokenizer
+    files = sorted(tokenizer_files(pipe))
+    if pipe.src_tok is not None and pipe.src_tok.encode("")[-1:] == [pipe.src_tok.vocab.eos]:
+        notes.append(f"the source ends with {pipe.src_tok.vocab.tokens[pipe.src_tok.vocab.eos]}: append it to each "
+                     f"source's tokens")
     return {"translate_batch": args, "tokenizer": {"name": tok.name, "lowercase": bool(getattr(tok, "lowercase", False)),
-                                                    "files": ["source.spm", "target.spm"] if tok.name == "sentencepiece" else []},
+                                                    "files": files},
             "task": pipe.recipe.task, "notes": notes}
+
+
+def tokenizer_files(pipe: Pipeline) -> dict[str, bytes]:
+    """The files that tokenize for an exported model: t2t's SentencePiece models, or a pretrained
+    folder's tokenizer files as they came."""
+    from t2t.pretrained.tokenizer import PretrainedTokenizer
+    if isinstance(pipe.tgt_tok, PretrainedTokenizer):
+        return {k: v for k, v in pipe.tgt_tok.files.items() if k not in ("config.json", "generation_config.json")}
+    out = {}
+    for side, tok in (("source", pipe.src_tok), ("target", pipe.tgt_tok)):
+        model = getattr(tok, "model_bytes", None)
+        if model:
+            out[f"{side}.spm"] = model
+    return out

@@ -193,6 +193,18 @@ def to_plain(obj: Any) -> Any:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class LoraOptions(Options):
+    """Keys under `train.lora:` (low-rank adapters; the model's own weights stay frozen)."""
+
+    rank: int = option(8, min=1, max=4096, help="rank r of each adapter")
+    alpha: float = option(16.0, min=0.0, max=1e6, help="adapters are scaled by alpha / rank")
+    dropout: float = option(0.0, min=0.0, max=0.9, help="dropout on an adapter's input")
+    targets: tuple[Literal["q", "k", "v", "o", "fc1", "fc2"], ...] = option(
+        ("q", "v"), help="what is adapted: attention q, k, v (also the parts of fused projections), its output "
+        "o, the feed-forward fc1, fc2")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainOptions(Options):
     """Keys under `train:`."""
 
@@ -202,6 +214,10 @@ class TrainOptions(Options):
                                       "checkpoint) or a checkpoint file; only the weights, not its optimizer or step")
     init_only: tuple[str, ...] = option((), help="with init_from: take only these parts (parameter-name prefixes, "
                                         "e.g. [encoder, src_embed]); empty: every part")
+    lora: Optional[LoraOptions] = option(None, help="fine-tune low-rank adapters (LoRA) of a pretrained model "
+                                         "instead of its weights, e.g. {rank: 8, alpha: 16}; checkpoints hold the "
+                                         "adapters, export merges them")
+    freeze: tuple[str, ...] = option((), help="parameters not trained, by name prefix (e.g. [encoder, src_embed])")
     seed: Optional[int] = option(None, help="seeds the initial weights, dropout and batch order (default: the "
                                  "recipe's seed). The data split, held-out examples and vocabulary follow the "
                                  "recipe's seed alone, so runs that differ only here can be decoded as an ensemble")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from t2t import checkpoint as ckpt
-from t2t import dataset
+from t2t import dataset, lora
 from t2t.data import batch_indices
 from t2t.errors import CheckpointError, DecodeOptionError, T2TError, did_you_mean
 from t2t.metric import Metric
@@ -133,11 +133,18 @@ def build_tokenizers(recipe: Recipe, registry, task: Task, train_examples: Seque
 
 
 def build_model(recipe: Recipe, registry, spec: ModelSpec) -> Seq2Seq:
+    """The recipe's model, with its LoRA adapters (`train.lora`) and frozen parts (`train.freeze`)."""
     cls = registry.get("models", recipe.model.arch)
     try:
-        return cls(recipe.model, spec)
+        model = cls(recipe.model, spec)
     except ValueError as e:
         raise T2TError(f"model '{recipe.model.arch}': {e}") from None
+    o = recipe.train
+    if o.lora is not None:
+        lora.add(model, o.lora.rank, o.lora.alpha, o.lora.dropout, o.lora.targets)
+    if o.freeze:
+        lora.freeze(model, o.freeze)
+    return model
 
 
 class Pipeline:
@@ -210,6 +217,7 @@ class Pipeline:
         except RuntimeError as e:
             raise CheckpointError(f"{file}: weights do not fit the model its recipe describes: "
                                   f"{str(e).splitlines()[0]}") from None
+        lora.merge(model)                   # decoding: adapters folded into the weights once
         return model
 
     def payload(self) -> dict:
@@ -219,11 +227,17 @@ class Pipeline:
         if self.src_tok is not None:
             toks["source"] = self.src_tok.state_dict()
         model = self.model
+        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        base = {}
+        folder = getattr(self.recipe.model, "pretrained", None)
+        if folder and lora.has_adapters(model):      # adapters saved small: the folder holds the rest
+            from t2t import pretrained
+            weights = {k: v for k, v in weights.items() if lora.is_adapter(k)}
+            base = {"lora_base": {"pretrained": folder, "sha256": pretrained.weights_digest(folder)}}
         return {"t2t_version": __version__, "recipe": self.recipe.to_yaml(),
                 "plugins": self.registry.versions() if self.registry else {},
                 "spec": dataclasses.asdict(model.spec), "tokenizers": toks,
-                "task_state": self.task.state_dict(),
-                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+                "task_state": self.task.state_dict(), "model": weights, **base}
 
     # ------------------------------------------------------------------ encoding
     def encode_source(self, source: Any, cut: bool = True):

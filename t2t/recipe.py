@@ -267,6 +267,9 @@ class _Validator:
                 node = self.find(sections, "train", "valid_metric")
                 self.error(node, "train.valid_metric", f"'{train.valid_metric}' is not among the recipe's "
                            f"metrics; allowed: {', '.join(names)}{did_you_mean(train.valid_metric, names)}")
+        if train is not None and train.lora is not None and model is not None and not getattr(model, "pretrained", None):
+            self.error(self.find(sections, "train", "lora"), "train.lora", "adapts a pretrained model's weights, "
+                       "which this recipe has not; set model.pretrained to a pretrained folder")
         if decode is not None and model is not None and decode.ctc_weight and not model.ctc_weight:
             self.error(self.find(sections, "decode", "ctc_weight"), "decode.ctc_weight",
                        f"{decode.ctc_weight} needs a CTC head to score with; set model.ctc_weight > 0 "

@@ -181,15 +181,17 @@ def test_fine_tuning_from_a_recipe_then_exporting(marian, tmp_path):
     recipe = load_recipe({"task": "translation", "data": {"dir": str(data), "source": "de", "target": "en"},
                           "model": {"pretrained": str(folder), "dropout": 0.1},
                           "train": {"max_steps": 6, "validate_every": 6, "valid_max_sentences": 4, "lr": 1e-3,
-                                    "max_tokens": 400},
+                                    "max_tokens": 400, "freeze": ["encoder.0"]},
                           "metrics": ["chrf"], "output_dir": str(tmp_path / "run")})
     assert recipe.model.dim == 32 and recipe.model.dropout == 0.1 and recipe.decode.rules == "transformers"
     before = load(folder, device="cpu").model.state_dict()
     summary = train(recipe)
     assert summary["step"] == 6
     tuned = load(tmp_path / "run", device="cpu")
-    assert not torch.equal(tuned.model.state_dict()["encoder.0.attn.qkv.weight"], before["encoder.0.attn.qkv.weight"])
-    assert torch.equal(tuned.model.state_dict()["logit_bias"], before["logit_bias"])     # fixed, as in its source
+    after = tuned.model.state_dict()
+    assert not torch.equal(after["encoder.1.attn.qkv.weight"], before["encoder.1.attn.qkv.weight"])
+    assert all(torch.equal(after[k], before[k]) for k in before if k.startswith("encoder.0."))     # frozen
+    assert torch.equal(after["logit_bias"], before["logit_bias"])     # a fixed bias, as in its source
     out = export(tmp_path / "run", tmp_path / "tuned", format="hf")
     again = transformers.MarianMTModel.from_pretrained(out).eval()
     batch, dec_in, lengths = teacher_forced(tuned, tokenizer, SOURCES, TARGETS)
@@ -242,3 +244,79 @@ def test_bad_folders_and_contradicting_recipes_get_one_message(marian, tmp_path)
             text = f"task: translation\ndata: {{source: de, target: en}}\nmodel: {value % folder}\n"
         with pytest.raises(RecipeError, match=message):
             load_recipe(text)
+
+
+def test_lora_trains_only_adapters_and_merged_export_equals_the_adapted_model(marian, tmp_path):
+    from t2t import checkpoint as ckpt
+    from t2t.export import export
+    from t2t.recipe import load_recipe
+    from t2t.trainer import train
+    folder, _, tokenizer = marian
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, n in (("train", 200), ("valid", 20)):
+        src = hf_folders.sentences(n, 7 if split == "train" else 8)
+        (data / f"{split}.de").write_text("\n".join(src) + "\n", encoding="utf-8")
+        (data / f"{split}.en").write_text("\n".join(s.upper() for s in src) + "\n", encoding="utf-8")
+    recipe = load_recipe({"task": "translation", "data": {"dir": str(data), "source": "de", "target": "en"},
+                          "model": {"pretrained": str(folder)},
+                          "train": {"max_steps": 8, "validate_every": 4, "valid_max_sentences": 4, "lr": 1e-2,
+                                    "max_tokens": 400, "lora": {"rank": 4, "alpha": 8, "targets": ["q", "v", "fc1"]}},
+                          "metrics": ["chrf"], "output_dir": str(tmp_path / "run")})
+    train(recipe)
+    base = load(folder, device="cpu").model.state_dict()
+    last = ckpt.resolve(tmp_path / "run", "last")
+    raw = torch.load(last, weights_only=True)
+    assert raw["model"] and all(".lora." in k for k in raw["model"])              # adapters saved small
+    assert sum(v.numel() for v in raw["model"].values()) * 3 < sum(v.numel() for v in base.values())
+    full = ckpt.load(last)["model"]
+    for k, v in base.items():
+        assert torch.equal(full[k], v), k                         # the pretrained weights did not move
+    assert any(full[k].abs().sum() > 0 for k in full if ".lora.b." in k)       # the adapters did
+    tuned = load(tmp_path / "run", device="cpu")                     # adapters merged for decoding
+    out = export(tmp_path / "run", tmp_path / "merged", format="hf")
+    again = transformers.MarianMTModel.from_pretrained(out).eval()
+    batch, dec_in, lengths = teacher_forced(tuned, tokenizer, SOURCES, TARGETS)
+    with torch.no_grad():
+        ours = tuned.model(batch["input_ids"], lengths, dec_in)
+        theirs = again(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).logits
+    real = batch["labels"] != tuned.specials.pad
+    assert (ours - theirs)[real].abs().max() < 1e-4
+    plain = load(folder, device="cpu").model(batch["input_ids"], lengths, dec_in)
+    assert (plain - ours)[real].abs().max() > 1e-3                   # and the adapters changed the outputs
+
+
+def test_marian_exported_to_ctranslate2_decodes_as_t2t(marian, tmp_path):
+    ctranslate2 = pytest.importorskip("ctranslate2", reason="the export extra is not installed")
+    from t2t.export import export
+    folder, _, _ = marian
+    pipe = load(folder, device="cpu")
+    out = export(folder, tmp_path / "ct2", format="ctranslate2")
+    assert (out / "source.spm").read_bytes() == (folder / "source.spm").read_bytes()
+    notes = json.loads((out / "decoding.json").read_text())["notes"]
+    assert any("append it to each source" in n for n in notes)
+    translator = ctranslate2.Translator(str(out), device="cpu")
+    tokens = [[pipe.src_tok.vocab.tokens[i] for i in pipe.src_tok.encode(s)] for s in SOURCES]
+    limit = json.loads((out / "decoding.json").read_text())["translate_batch"]["max_decoding_length"]
+    assert limit == pipe.recipe.decode.max_len_b - 1                   # CTranslate2 does not count </s>
+    got = translator.translate_batch(tokens, beam_size=1, max_decoding_length=limit, min_decoding_length=0)
+    hyps = pipe.search(SOURCES, pipe.decode_options(beam=1))
+    for g, h in zip(got, hyps):
+        assert g.hypotheses[0] == [pipe.tgt_tok.vocab.tokens[i] for i in h[0].tokens]
+
+
+def test_a_folder_is_served(marian):
+    httpx = pytest.importorskip("httpx", reason="httpx is not installed (pip install 't2t[test]')")
+    pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install 't2t[serve]')")
+    from t2t.serve import ServeSettings, create_app
+    from t2t.serve.app import load_models, running_server
+    folder, _, _ = marian
+    models = load_models([str(folder)], device="cpu")
+    assert list(models) == ["marian"]
+    pipe = models["marian"]
+    with running_server(create_app(models, ServeSettings())) as url:
+        r = httpx.post(f"{url}/v1/generate", json={"inputs": SOURCES[:4], "beam": 4, "nbest": 2}, timeout=30)
+        card = httpx.get(f"{url}/v1/models").json()["models"][0]
+    assert r.status_code == 200, r.text
+    assert [o["hypotheses"][0]["text"] for o in r.json()["outputs"]] == pipe.generate(SOURCES[:4], beam=4)
+    assert card["model"]["options"]["pretrained"] == str(folder) and card["decode"]["rules"] == "transformers"

@@ -11,10 +11,14 @@ family holds its config mapping, weight names and tokenizer.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import logging
 import os
 from pathlib import Path
 from types import ModuleType
+
+import torch
 
 from t2t.errors import CheckpointError, T2TError
 from t2t.options import MAX_OUTPUT_TOKENS
@@ -109,13 +113,52 @@ def weights(path: str | os.PathLike) -> dict:
 
 
 def load_weights(model, path: str | os.PathLike) -> None:
-    """Load a folder's weights into a t2t model built from its description."""
+    """Load a folder's weights into a t2t model built from its description (LoRA adapters, which
+    the folder has not, keep their initial values)."""
+    from t2t import lora
     try:
-        model.load_state_dict(weights(path))
+        missing, unexpected = model.load_state_dict(weights(path), strict=False)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: its weights do not fit the model its config describes: "
                               f"{str(e).splitlines()[0]}") from None
+    missing = [k for k in missing if not lora.is_adapter(k)]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: its weights do not fit the model its config describes "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     log.info(f"model: the weights of the pretrained folder {path}")
+
+
+@functools.cache
+def _digest(path: str, stamp: tuple) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(weights(path).items()):
+        h.update(name.encode())
+        h.update(tensor.detach().contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return h.hexdigest()
+
+
+def weights_digest(path: str | os.PathLike) -> str:
+    """sha256 of a folder's weights (names and bytes), remembered while its files are unchanged:
+    LoRA checkpoints record it, so adapters are never applied to other base weights."""
+    folder = Folder(path)
+    files = sorted(p for p in folder.path.iterdir() if p.name.startswith(("model", "pytorch_model")))
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _digest(str(folder.path), stamp)
+
+
+def complete_lora_checkpoint(data: dict, where) -> dict:
+    """A LoRA checkpoint holds its adapters; the base weights come from the pretrained folder it
+    names, checked against the digest it recorded."""
+    base = data["lora_base"]
+    folder = base["pretrained"]
+    if not is_pretrained_folder(folder):
+        raise CheckpointError(f"{where}: a LoRA checkpoint holds only its adapters; its base weights are those of "
+                              f"the pretrained folder {folder}, which is not there: restore it (or export the "
+                              f"run with --format hf where the folder is)")
+    if weights_digest(folder) != base["sha256"]:
+        raise CheckpointError(f"{where}: the pretrained folder {folder} holds other weights than those its adapters "
+                              f"were trained on; restore the original folder")
+    return {**data, "model": {**weights(folder), **data["model"]}}
 
 
 def checkpoint(path: str | os.PathLike, registry=None) -> dict:
