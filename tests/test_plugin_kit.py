@@ -1,7 +1,6 @@
 """The plugin authoring kit: every code block of docs/plugins.md runs; scaffolded packages install,
 show up in `t2t plugins`, and pass their own tests."""
 
-import os
 import re
 import subprocess
 import sys
@@ -9,27 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import environment, run_doc_blocks
 from t2t.hookspecs import reference_markdown
 from t2t.scaffold import KINDS, new_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "plugins.md"
-FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.S | re.M)
-
-
-def environment() -> dict:
-    """The test interpreter's bin folder first on PATH; pip builds with the installed setuptools
-    where there is one (no download), and installs no dependencies (t2t is there already)."""
-    import importlib.util
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PIP_NO_DEPS": "true", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONPATH": ""}
-    if importlib.util.find_spec("setuptools") is not None:
-        env["PIP_NO_BUILD_ISOLATION"] = "false"
-    return env
-
-
-def blocks(text: str) -> list[tuple[str, str, str]]:
-    return [(lang, info.strip(), body) for lang, info, body in FENCE.findall(text)]
 
 
 def test_hook_reference_matches_the_hookspecs():
@@ -40,20 +24,9 @@ def test_hook_reference_matches_the_hookspecs():
 
 @pytest.mark.slow
 def test_every_code_block_of_the_plugin_docs_runs(tmp_path):
-    found = blocks(DOC.read_text(encoding="utf-8"))
-    assert len(found) >= 8
     env = environment()
     try:
-        for i, (lang, info, body) in enumerate(found):
-            if info.startswith("file="):
-                path = tmp_path / info[len("file="):]
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(body, encoding="utf-8")
-                continue
-            assert info == "run", f"block {i} ({lang}) is neither `file=PATH` nor `run`"
-            cmd = ["bash", "-euo", "pipefail", "-c", body] if lang == "bash" else [sys.executable, "-c", body]
-            done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-            assert done.returncode == 0, f"block {i} failed:\n{body}\n--- stdout\n{done.stdout[-2000:]}\n--- stderr\n{done.stderr[-3000:]}"
+        assert run_doc_blocks(DOC, tmp_path, env) >= 8
     finally:
         subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", "-q", "t2t-plurals"], env=env,
                        capture_output=True)

@@ -320,3 +320,21 @@ def test_a_folder_is_served(marian):
     assert r.status_code == 200, r.text
     assert [o["hypotheses"][0]["text"] for o in r.json()["outputs"]] == pipe.generate(SOURCES[:4], beam=4)
     assert card["model"]["options"]["pretrained"] == str(folder) and card["decode"]["rules"] == "transformers"
+
+
+@pytest.mark.slow
+def test_every_code_block_of_the_pretrained_docs_runs(tmp_path):
+    """docs/pretrained.md against a tiny random stand-in for opus-mt-de-en and a small corpus."""
+    from pathlib import Path
+
+    from helpers import environment, run_doc_blocks
+    hf_folders.marian(tmp_path / "opus-mt-de-en")
+    data = tmp_path / "data" / "de-en"
+    data.mkdir(parents=True)
+    for split, n, seed in (("train", 300, 7), ("valid", 20, 8), ("test", 20, 9)):
+        src = hf_folders.sentences(n, seed)
+        (data / f"{split}.de").write_text("\n".join(src) + "\n", encoding="utf-8")
+        (data / f"{split}.en").write_text("\n".join(s.upper() for s in src) + "\n", encoding="utf-8")
+    doc = Path(__file__).resolve().parents[1] / "docs" / "pretrained.md"
+    assert run_doc_blocks(doc, tmp_path, environment()) >= 10
+    assert (tmp_path / "opus-tuned-hf" / "model.safetensors").exists()
