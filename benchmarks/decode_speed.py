@@ -10,7 +10,11 @@ t2t's own model is exported with `t2t export` (`t2t.export.write_ctranslate2`) a
 CTranslate2 in float32 and int8 (t2t-ct2, t2t-ct2-int8): its speed should equal CTranslate2's on the
 Marian model of the same shape.
 
-    python benchmarks/decode_speed.py [--sizes small,base] [--threads 2] [--sentences 256]
+The `opus` size is a pretrained folder shaped like Helsinki-NLP/opus-mt-de-en (6+6 layers, d 512, 8 heads,
+ff 2048, swish, vocabulary 58101, random weights): t2t loads it (`t2t.load(folder)`, fp32 and int8), HF
+`generate` loads it, CTranslate2 converts it with its own converter; beam 4, the folder's decoding rules.
+
+    python benchmarks/decode_speed.py [--sizes small,base,opus] [--threads 2] [--sentences 256]
 
 Writes benchmarks/results/decode_speed.{json,md}. Needs `pip install transformers` (and optionally
 `ctranslate2`).
@@ -29,6 +33,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+OPUS_BEAM = 4
+OPUS_SYSTEMS = ["opus-t2t", "opus-hf", "opus-ct2", "opus-t2t-int8", "opus-ct2-int8"]
 SIZES = {"small": dict(dim=256, layers=3, heads=4, ff_dim=1024), "base": dict(dim=512, layers=6, heads=8, ff_dim=2048)}
 VOCAB, OUT_LEN, BATCH = 8000, 30, 32
 
@@ -88,7 +94,6 @@ def worker_t2t(size: str, beam: int, threads: int, n: int, precision: str = "fp3
     import torch
 
     from t2t.options import DecodeOptions
-    from t2t.search import generate
     torch.set_num_threads(threads)
     model = t2t_model(size)
     if precision == "bf16":                      # what decode.precision: bf16 does: bf16 weights
@@ -97,7 +102,18 @@ def worker_t2t(size: str, beam: int, threads: int, n: int, precision: str = "fp3
         from t2t.pipeline import int8_copy
         model = int8_copy(model)
     opts = DecodeOptions(beam=beam, min_len=OUT_LEN, max_len_a=0.0, max_len_b=OUT_LEN + 1, length_penalty=1.0)
-    data = sources(n)
+    return time_t2t(model, opts, None, sources(n))
+
+
+def time_t2t(model, opts, specials, data: list[list[int]], eos: list[int] = ()) -> dict:
+    """Sentences/s of t2t's search over id sources (each followed by `eos`), in length-sorted
+    batches as t2t makes them, after a warm-up batch."""
+    import torch
+
+    from t2t.search import Specials, generate
+    specials = specials or Specials()
+    data = [s + list(eos) for s in data]
+    n = len(data)
     order = sorted(range(n), key=lambda i: len(data[i]))         # t2t sorts by length before batching
 
     def run(count):
@@ -105,10 +121,10 @@ def worker_t2t(size: str, beam: int, threads: int, n: int, precision: str = "fp3
         for start in range(0, count, BATCH):
             idx = order[start: start + BATCH] if count == n else list(range(start, min(count, start + BATCH)))
             lengths = torch.tensor([len(data[i]) for i in idx])
-            src = torch.zeros(len(idx), int(lengths.max()), dtype=torch.long)
+            src = torch.full((len(idx), int(lengths.max())), specials.pad, dtype=torch.long)
             for b, i in enumerate(idx):
                 src[b, : len(data[i])] = torch.tensor(data[i])
-            out = generate(model, src, lengths, opts)
+            out = generate(model, src, lengths, opts, specials)
             produced += sum(len(h[0].tokens) for h in out)
         return produced
 
@@ -117,6 +133,84 @@ def worker_t2t(size: str, beam: int, threads: int, n: int, precision: str = "fp3
     tokens = run(n)
     elapsed = time.perf_counter() - t
     return {"sentences_per_s": n / elapsed, "tokens_per_sentence": tokens / n}
+
+
+# --------------------------------------------------------------------------- an opus-mt-shaped pretrained folder
+# Helsinki-NLP/opus-mt-de-en's shape (6+6 layers, d 512, 8 heads, ff 2048, swish, vocabulary 58101) with
+# random weights (weights do not change speed): every system loads the same folder, decodes the same
+# id sources (each ending in </s>, as Marian's tokenizer makes them) with beam 4 and OUT_LEN tokens.
+OPUS_VOCAB = 58101
+
+
+def opus_folder(directory: Path) -> Path:
+    import torch
+    from transformers import MarianConfig, MarianMTModel
+    torch.manual_seed(0)
+    config = MarianConfig(vocab_size=OPUS_VOCAB, decoder_vocab_size=OPUS_VOCAB, d_model=512, encoder_layers=6,
+                          decoder_layers=6, encoder_attention_heads=8, decoder_attention_heads=8, encoder_ffn_dim=2048,
+                          decoder_ffn_dim=2048, activation_function="swish", max_position_embeddings=512,
+                          pad_token_id=OPUS_VOCAB - 1, eos_token_id=0, decoder_start_token_id=OPUS_VOCAB - 1,
+                          forced_eos_token_id=0, scale_embedding=True, dropout=0.1)
+    MarianMTModel(config).save_pretrained(directory)
+    _write_marian_tokenizer(directory, OPUS_VOCAB)
+    return directory
+
+
+def opus_sources(n: int) -> list[list[int]]:
+    import random
+    rng = random.Random(0)
+    return [[rng.randrange(3, OPUS_VOCAB - 1) for _ in range(rng.randint(15, 30))] for _ in range(n)]
+
+
+def worker_opus_t2t(folder: str, beam: int, threads: int, n: int, precision: str) -> dict:
+    import torch
+
+    from t2t.pipeline import load
+    torch.set_num_threads(threads)
+    pipe = load(folder, device="cpu")
+    opts = pipe.decode_options(beam=beam, min_len=OUT_LEN, max_len_a=0.0, max_len_b=OUT_LEN + 1,
+                               precision=precision)
+    model = pipe.decoding_model(precision)
+    return time_t2t(model, opts, pipe.specials, opus_sources(n), eos=[pipe.specials.eos])
+
+
+def worker_opus_hf(folder: str, beam: int, threads: int, n: int) -> dict:
+    import torch
+    from transformers import MarianMTModel
+    torch.set_num_threads(threads)
+    model = MarianMTModel.from_pretrained(folder).eval()
+    pad, eos = OPUS_VOCAB - 1, 0
+    data = opus_sources(n)
+
+    def run(items):
+        produced = 0
+        for start in range(0, len(items), BATCH):
+            chunk = items[start: start + BATCH]
+            width = max(len(s) for s in chunk) + 1
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for b, s in enumerate(chunk):
+                ids[b, : len(s) + 1] = torch.tensor(s + [eos])
+                mask[b, : len(s) + 1] = 1
+            with torch.no_grad():
+                out = model.generate(input_ids=ids, attention_mask=mask, num_beams=beam, do_sample=False,
+                                     min_new_tokens=OUT_LEN, max_new_tokens=OUT_LEN + 1)
+            produced += int(((out[:, 1:] != pad) & (out[:, 1:] != eos)).sum())
+        return produced
+
+    run(data[:BATCH])
+    t = time.perf_counter()
+    tokens = run(data)
+    elapsed = time.perf_counter() - t
+    return {"sentences_per_s": n / elapsed, "tokens_per_sentence": tokens / n}
+
+
+def worker_opus_ct2(folder: str, beam: int, threads: int, n: int, compute_type: str) -> dict:
+    import ctranslate2
+    with tempfile.TemporaryDirectory() as tmp:
+        ctranslate2.converters.TransformersConverter(folder).convert(str(Path(tmp) / "ct2"), quantization=None)
+        tokens = [[f"w{i}" for i in s] + ["</s>"] for s in opus_sources(n)]
+        return time_ct2(Path(tmp) / "ct2", tokens, beam, threads, compute_type)
 
 
 def worker_hf(size: str, beam: int, threads: int, n: int) -> dict:
@@ -176,13 +270,13 @@ def worker_t2t_ct2(size: str, beam: int, threads: int, n: int, compute_type: str
         return time_ct2(Path(tmp) / "ct2", tokens, beam, threads, compute_type)
 
 
-def _write_marian_tokenizer(directory: Path) -> None:
-    """A MarianTokenizer for the random model: vocab w0..w7999 and a small SentencePiece model
+def _write_marian_tokenizer(directory: Path, size: int = VOCAB) -> None:
+    """A MarianTokenizer for the random model: vocab w3.. and a small SentencePiece model
     (CTranslate2's converter reads the vocabulary through the tokenizer)."""
     import io
 
     import sentencepiece as spm
-    vocab = {"</s>": 0, "<unk>": 1, "<s>": 2, **{f"w{i}": i for i in range(3, VOCAB - 1)}, "<pad>": VOCAB - 1}
+    vocab = {"</s>": 0, "<unk>": 1, "<s>": 2, **{f"w{i}": i for i in range(3, size - 1)}, "<pad>": size - 1}
     (directory / "vocab.json").write_text(json.dumps(vocab))
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(sentence_iterator=iter(["w1 w2 w3 w4 w5 w6 w7 w8 w9"] * 50), model_writer=model,
@@ -211,6 +305,7 @@ def main() -> None:
     p.add_argument("--sentences", type=int, default=256)
     p.add_argument("--systems", default="t2t,hf,ct2,ct2-int8,t2t-bf16,t2t-int8,t2t-ct2,t2t-ct2-int8")
     p.add_argument("--worker", nargs=3, metavar=("SYSTEM", "SIZE", "BEAM"))
+    p.add_argument("--folder", help="(workers) the opus-shaped pretrained folder")
     p.add_argument("--out", default=str(HERE / "results" / "decode_speed"))
     args = p.parse_args()
     if args.worker:
@@ -223,22 +318,32 @@ def main() -> None:
               "t2t-ct2-int8": lambda: worker_t2t_ct2(size, int(beam), args.threads, n, "int8"),
               "hf": lambda: worker_hf(size, int(beam), args.threads, n),
               "ct2": lambda: worker_ct2(size, int(beam), args.threads, n),
-              "ct2-int8": lambda: worker_ct2(size, int(beam), args.threads, n, "int8")}[system]
+              "ct2-int8": lambda: worker_ct2(size, int(beam), args.threads, n, "int8"),
+              "opus-t2t": lambda: worker_opus_t2t(args.folder, int(beam), args.threads, n, "fp32"),
+              "opus-t2t-int8": lambda: worker_opus_t2t(args.folder, int(beam), args.threads, n, "int8"),
+              "opus-hf": lambda: worker_opus_hf(args.folder, int(beam), args.threads, n),
+              "opus-ct2": lambda: worker_opus_ct2(args.folder, int(beam), args.threads, n, "float32"),
+              "opus-ct2-int8": lambda: worker_opus_ct2(args.folder, int(beam), args.threads, n, "int8")}[system]
         print(json.dumps(fn()))
         return
     rows = []
     for size in args.sizes.split(","):
-        for beam in args.beams.split(","):
-            for system in args.systems.split(","):
-                r = run_worker([system, size, beam, "--sentences", str(args.sentences)], args.threads)
-                rows.append({"system": system, "size": size, "beam": int(beam), **r})
-                print(json.dumps(rows[-1]), flush=True)
+        beams = [str(OPUS_BEAM)] if size == "opus" else args.beams.split(",")
+        systems = OPUS_SYSTEMS if size == "opus" else args.systems.split(",")
+        with tempfile.TemporaryDirectory() as tmp:
+            extra = ["--folder", str(opus_folder(Path(tmp) / "opus-mt-shaped"))] if size == "opus" else []
+            for beam in beams:
+                for system in systems:
+                    r = run_worker([system, size, beam, "--sentences", str(args.sentences), *extra], args.threads)
+                    rows.append({"system": system, "size": size, "beam": int(beam), **r})
+                    print(json.dumps(rows[-1]), flush=True)
     ratios = {}
     for size in args.sizes.split(","):
-        for beam in args.beams.split(","):
+        for beam in ([str(OPUS_BEAM)] if size == "opus" else args.beams.split(",")):
             pick = {r["system"]: r.get("sentences_per_s") for r in rows if r["size"] == size and r["beam"] == int(beam)}
             pairs = [("t2t", "hf"), ("t2t", "ct2"), ("t2t-int8", "ct2"), ("t2t-int8", "t2t"), ("t2t-ct2", "ct2"),
-                     ("t2t-ct2-int8", "ct2-int8")]
+                     ("t2t-ct2-int8", "ct2-int8"), ("opus-t2t", "opus-hf"), ("opus-t2t", "opus-ct2"),
+                     ("opus-t2t-int8", "opus-ct2-int8")]
             for ours, other in pairs:
                 if pick.get(ours) and pick.get(other):
                     ratios[f"{size}/beam{beam}: {ours} / {other}"] = pick[ours] / pick[other]

@@ -156,6 +156,119 @@ def worker_hf(size: str, precision: str, threads: int) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+# --------------------------------------------------------------------------- fine-tuning a pretrained folder
+# An opus-mt-de-en-shaped folder (6+6 layers, d 512, 8 heads, ff 2048, swish, vocabulary 58101, random
+# weights) whose SentencePiece models have one piece per word of the synthetic corpus, so that every
+# sentence is LENGTH tokens on both sides and both frameworks train on batches of one shape.
+OPUS_VOCAB, WORDS, FT_TOKENS, FT_STEPS = 58101, 2000, 2000, (3, 6)
+LORA = {"rank": 8, "alpha": 16.0, "targets": ["q", "v"]}
+
+
+def opus_folder(directory: Path) -> Path:
+    import io
+
+    import sentencepiece as spm
+    import torch
+    from transformers import MarianConfig, MarianMTModel
+    words = [f"w{i}" for i in range(WORDS)]
+    model = io.BytesIO()
+    lines = [" ".join(words[i: i + 50]) for i in range(0, WORDS, 50)] * 2
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model, model_type="word",
+                                   vocab_size=WORDS + 1, unk_id=0, bos_id=-1, eos_id=-1, minloglevel=2,
+                                   hard_vocab_limit=False)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("source.spm", "target.spm"):
+        (directory / name).write_bytes(model.getvalue())
+    vocab = {"</s>": 0, "<unk>": 1, **{f"\u2581{w}": i + 2 for i, w in enumerate(words)}}
+    vocab.update({f"<filler_{i}>": i for i in range(len(vocab), OPUS_VOCAB - 1)})
+    vocab["<pad>"] = OPUS_VOCAB - 1
+    (directory / "vocab.json").write_text(json.dumps(vocab))
+    (directory / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "MarianTokenizer"}))
+    torch.manual_seed(0)
+    MarianMTModel(MarianConfig(
+        vocab_size=OPUS_VOCAB, decoder_vocab_size=OPUS_VOCAB, d_model=512, encoder_layers=6, decoder_layers=6,
+        encoder_attention_heads=8, decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048,
+        activation_function="swish", max_position_embeddings=512, pad_token_id=OPUS_VOCAB - 1, eos_token_id=0,
+        decoder_start_token_id=OPUS_VOCAB - 1, forced_eos_token_id=0, scale_embedding=True, dropout=0.1,
+    )).save_pretrained(directory)
+    return directory
+
+
+def _corpus(rng, n: int) -> list[tuple[str, str]]:
+    return [(" ".join(f"w{rng.randrange(WORDS)}" for _ in range(LENGTH - 1)),
+             " ".join(f"w{rng.randrange(WORDS)}" for _ in range(LENGTH - 1))) for _ in range(n)]
+
+
+def worker_t2t_finetune(folder: str, lora: bool, threads: int) -> dict:
+    """t2t's Trainer fine-tuning the folder from a recipe (full, or LoRA on q and v)."""
+    import random
+
+    import torch
+
+    from t2t.recipe import load_recipe
+    from t2t.trainer import train
+    warm, measured = FT_STEPS
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        data.mkdir()
+        pairs = _corpus(random.Random(0), 2000)
+        for split, rows in (("train", pairs), ("valid", pairs[:4])):
+            (data / f"{split}.de").write_text("".join(a + "\n" for a, _ in rows))
+            (data / f"{split}.en").write_text("".join(b + "\n" for _, b in rows))
+        recipe = load_recipe({
+            "task": "translation", "data": {"dir": str(data), "source": "de", "target": "en"},
+            "model": {"pretrained": folder},
+            "train": {"max_tokens": FT_TOKENS, "max_steps": warm + measured, "log_every": warm, "lr": 1e-4,
+                      "label_smoothing": 0.1, "threads": threads, "valid_max_sentences": 0,
+                      "validate_every": 1_000_000, **({"lora": LORA} if lora else {})},
+            "metrics": [], "output_dir": str(Path(tmp) / "run")})
+        train(recipe)
+        steps = [json.loads(line) for line in (Path(tmp) / "run" / "log.jsonl").read_text().splitlines()]
+        windows = [r for r in steps if r.get("event") == "step"][1:]      # windows of `warm` steps, after the first
+        tok_s = sum(r["tokens_per_s"] for r in windows) / len(windows)
+    return {"tokens_per_s": tok_s, "batch": FT_TOKENS // (LENGTH + 1), "torch": torch.__version__,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def worker_hf_finetune(folder: str, lora: bool, threads: int) -> dict:
+    """A plain transformers loop fine-tuning the folder (LoRA through peft), batches of t2t's shape."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import MarianMTModel
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = MarianMTModel.from_pretrained(folder)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(r=LORA["rank"], lora_alpha=LORA["alpha"],
+                                                 target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, betas=(0.9, 0.98))
+    batch = FT_TOKENS // (LENGTH + 1)
+    pad, eos = OPUS_VOCAB - 1, 0
+    src = torch.randint(2, WORDS + 2, (batch, LENGTH))
+    src[:, -1] = eos
+    labels = torch.randint(2, WORDS + 2, (batch, LENGTH))
+    labels[:, -1] = eos
+    dec_in = torch.cat([torch.full((batch, 1), pad), labels[:, :-1]], 1)
+    mask = torch.ones_like(src)
+    warm, measured = FT_STEPS
+    times = []
+    for _ in range(warm + measured):
+        t = time.perf_counter()
+        logits = model(input_ids=src, attention_mask=mask, decoder_input_ids=dec_in).logits
+        loss = F.cross_entropy(logits.float().view(-1, OPUS_VOCAB), labels.view(-1), label_smoothing=0.1,
+                               reduction="sum")
+        (loss / labels.numel()).backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t)
+    per_step = sum(times[warm:]) / measured
+    return {"tokens_per_s": labels.numel() / per_step, "batch": batch,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def run_worker(framework: str, size: str, precision: str, threads: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, __file__, "--worker", framework, size, precision, "--threads", str(threads)]
@@ -173,12 +286,20 @@ def main() -> None:
     p.add_argument("--frameworks", default="t2t,hf")
     p.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "SIZE", "PRECISION"))
     p.add_argument("--out", default=str(HERE / "results" / "train_throughput"))
+    p.add_argument("--finetune", action="store_true", help="fine-tune an opus-mt-shaped folder instead (full and "
+                   "LoRA, t2t against a plain transformers loop; writes RESULTS/train_finetune.*)")
     args = p.parse_args()
     if args.worker:
         framework, size, precision = args.worker
+        if size.startswith("/"):                          # fine-tuning the folder at this path
+            fn = worker_t2t_finetune if framework.startswith("t2t") else worker_hf_finetune
+            print(json.dumps(fn(size, framework.endswith("-lora"), args.threads)))
+            return
         fn = worker_t2t if framework == "t2t" else worker_hf
         print(json.dumps(fn(size, precision, args.threads)))
         return
+    if args.finetune:
+        return finetune(args)
     rates = {prec: matmul_rate(prec, args.threads) for prec in args.precisions.split(",")}
     rows = []
     for size in args.sizes.split(","):
@@ -214,6 +335,36 @@ def main() -> None:
             lines.append(f"| {r['size']} | {r['precision']} | {r['framework']} | {r['tokens_per_s']:.0f} | "
                          f"{100 * r['mfu']:.0f}% | {r['peak_rss_mb']:.0f} |")
     lines += ["", "| size/precision | t2t / HF |", "|---|---|"] + [f"| {k} | {v:.2f}x |" for k, v in ratios.items()]
+    Path(f"{out}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def finetune(args) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = str(opus_folder(Path(tmp) / "opus-mt-shaped"))
+        for fw in ("t2t", "hf", "t2t-lora", "hf-lora"):
+            r = run_worker(fw, folder, "fp32", args.threads)
+            rows.append({"framework": fw, **r})
+            print(json.dumps(rows[-1]), flush=True)
+    pick = {r["framework"]: r for r in rows if "tokens_per_s" in r}
+    ratios = {}
+    for a, b, key in (("t2t", "hf", "tokens_per_s"), ("t2t-lora", "hf-lora", "tokens_per_s"),
+                      ("t2t-lora", "t2t", "peak_rss_mb"), ("hf-lora", "hf", "peak_rss_mb")):
+        if a in pick and b in pick:
+            ratios[f"{a} / {b} {key}"] = pick[a][key] / pick[b][key]
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} cores", "threads": args.threads, "batch_tokens": FT_TOKENS, "lora": LORA,
+              "rows": rows, "ratios": ratios}
+    out = Path(args.out).with_name("train_finetune")
+    Path(f"{out}.json").write_text(json.dumps(result, indent=1))
+    lines = [f"# Fine-tuning an opus-mt-de-en-shaped folder ({result['date']}, {result['machine']}, {args.threads} "
+             f"threads, fp32, batches of {FT_TOKENS} tokens, LoRA r {LORA['rank']} on q and v)", "",
+             "| system | target tokens/s | peak RSS (MB) |", "|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['framework']} | {r.get('tokens_per_s', 0):.0f} | {r.get('peak_rss_mb', 0):.0f} |"
+                     if "error" not in r else f"| {r['framework']} | error: {r['error']} | |")
+    lines += ["", "| comparison | ratio |", "|---|---|"] + [f"| {k} | {v:.2f}x |" for k, v in ratios.items()]
     Path(f"{out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

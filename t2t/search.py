@@ -251,12 +251,15 @@ def beam_search(model, src, src_lengths, opts, sp=Specials(), need_attention=Fal
         n = sent.shape[0]
         logits, state = model.decode_step(prev, state)
         lp = log_probs(model, logits)                                     # (n*width, V)
-        vocab = lp.shape[1]
         _penalize_(lp, step, hist, limit[sent].repeat_interleave(width), opts, sp)
-        cand = (scores[:, :, None] + lp.view(n, width, vocab)).view(n, width * vocab)
-        top_s, top_i = cand.topk(min(2 * k, width * vocab), dim=1)        # (n, 2K), sorted
-        parent = torch.arange(n, device=device)[:, None] * width + top_i // vocab   # rows (n, 2K)
-        token = top_i % vocab
+        # a sentence's 2K best extensions are among each row's 2K best log-probs (a row adds one
+        # score, its beam's, to all): rank those, not every (beam, token) pair
+        row_s, row_t = lp.topk(min(2 * k, lp.shape[1]), dim=1)            # (n*width, c)
+        c = row_s.shape[1]
+        cand = (scores.view(-1, 1) + row_s).view(n, width * c)
+        top_s, top_j = cand.topk(min(2 * k, width * c), dim=1)            # (n, 2K), sorted
+        parent = torch.arange(n, device=device)[:, None] * width + top_j // c   # rows (n, 2K)
+        token = row_t.view(n, width * c).gather(1, top_j)
         ends = (token == sp.eos) & torch.isfinite(top_s)
         if hf:
             ends |= (step + 1 >= limit[sent])[:, None] & torch.isfinite(top_s)

@@ -536,8 +536,8 @@ class Trainer:
                 "total_steps": self.total_steps}
         if self.dist.main:
             self.hook.t2t_step_end(run=self.info, step=self.step, logs=logs)
+        trim_heap()                 # before the next window starts: its time is not training time
         window.update(loss=0.0, nll=0.0, tokens=0, sentences=0, time=time.time(), gnorm=0.0, n=0)
-        trim_heap()
 
     # ------------------------------------------------------------------ validation and checkpoints
     def _metric_name(self) -> str:

@@ -442,3 +442,25 @@ def test_init_from_takes_the_named_parts_and_refuses_what_does_not_fit(tmp_path,
         run("letters", data=other_vocab)
     kept = run("letters_encoder", init_only=["encoder"], data=other_vocab)
     assert all(torch.allclose(kept[k], source[k], atol=1e-6) for k in source if k.startswith("encoder."))
+
+
+def test_the_fused_output_loss_equals_autograd(monkeypatch):
+    """LinearCrossEntropy (no logits kept for backward) against plain autograd: same loss, nll and
+    gradients, label smoothing and padding rows included, over several row slices."""
+    import t2t.loss
+    monkeypatch.setattr(t2t.loss, "SLICE_VALUES", 400)              # slices of 8 rows
+    from t2t.loss import LinearCrossEntropy, label_smoothed_loss
+    torch.manual_seed(0)
+    h = torch.randn(37, 16, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(50, 16, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(50, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(1, 50, (37,))
+    target[[3, 10, 20]] = 0                                     # padding rows count for nothing
+    for eps in (0.0, 0.1):
+        loss, nll = LinearCrossEntropy.apply(h, w, b, target, eps, 0)
+        ref_loss, ref_nll = label_smoothed_loss(torch.nn.functional.linear(h, w, b), target, eps, 0)
+        assert torch.allclose(loss.double(), ref_loss.double()) and torch.allclose(nll.double(), ref_nll.double())
+        grads = torch.autograd.grad(0.7 * loss, (h, w, b))
+        ref = torch.autograd.grad(0.7 * ref_loss, (h, w, b))
+        for g, r in zip(grads, ref):
+            assert torch.allclose(g.double(), r.double(), atol=1e-6), (g - r).abs().max()

@@ -104,6 +104,13 @@ class Seq2Seq(nn.Module):
         feats = h[keep]                                              # (N, D)
         return lambda i, j: self.logits(feats[i:j])
 
+    def output_linear(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """(weight (V, D), bias (V,) or None) where training may score targets with the fused
+        `t2t.loss.LinearCrossEntropy` (memory-light for large vocabularies); None: through
+        `output_rows` with autograd, which t2t's own models keep so that their runs train
+        bit-identically to earlier versions."""
+        return None
+
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """The output layer: h (..., D) -> logits (..., V), plus a fixed `logit_bias` where the
         model has one (a pretrained model's output bias)."""
@@ -146,10 +153,12 @@ class Seq2Seq(nn.Module):
         if getattr(self, "_out_t_key", None) != key:
             self._out_t = w.detach().t().contiguous()                    # (D, V)
             self._out_t_key = key
-        logits = torch.matmul(h, self._out_t)
         bias = getattr(self, "logit_bias", None)
-        logits = logits if self.out.bias is None else logits + self.out.bias
-        return logits if bias is None else logits + bias
+        if self.out.bias is not None:
+            bias = self.out.bias if bias is None else self.out.bias + bias
+        if bias is None:
+            return torch.matmul(h, self._out_t)
+        return torch.addmm(bias.to(h.dtype), h.reshape(-1, h.shape[-1]), self._out_t).view(*h.shape[:-1], -1)
 
     def train(self, mode: bool = True):
         self._out_t = self._out_t_key = None                 # see project()

@@ -300,6 +300,16 @@ class Transformer(Seq2Seq):
         src = enc["src"][keep.nonzero()[:, 0]]                       # (N, S): each row's sentence
         return lambda i, j: self._mix(self.logits(feats[i:j]), attn[i:j], gate[i:j], src[i:j])
 
+    def output_linear(self):
+        """Models from a pretrained folder (large vocabularies, no earlier runs to stay equal to)
+        train with the fused output loss."""
+        if not self.options.pretrained or self.options.copy or not isinstance(self.out, nn.Linear):
+            return None
+        bias = getattr(self, "logit_bias", None)
+        if self.out.bias is not None:
+            bias = self.out.bias if bias is None else self.out.bias + bias
+        return self.out.weight, bias
+
     def decode_features(self, enc: dict, tgt_in: torch.Tensor) -> torch.Tensor:
         h, _ = self._decode(tgt_in, self.init_state(enc)["static"], None, 0, False)
         return h                                                     # (B, T, D)

@@ -102,36 +102,48 @@ def tokenizer_states(path: str | os.PathLike, options) -> dict:
     return {side: fam.Tokenizer.from_files(options, files, side).state_dict() for side in ("source", "target")}
 
 
-def weights(path: str | os.PathLike) -> dict:
-    """The folder's weights under t2t's names."""
+def weight_items(path: str | os.PathLike):
+    """(t2t name, tensor) of a folder's weights, one tensor read at a time."""
     folder = Folder(path)
     fam = family(folder)
-    try:
-        return fam.weights_to_t2t(folder.weights(), folder.config)
-    except CheckpointError as e:
-        raise CheckpointError(f"{folder.path}: {e}") from None
+    items = fam.weights_to_t2t(folder.weights(), folder.config)
+    while True:
+        try:
+            yield next(items)
+        except StopIteration:
+            return
+        except CheckpointError as e:
+            raise CheckpointError(f"{folder.path}: {e}") from None
 
 
+def weights(path: str | os.PathLike) -> dict:
+    """The folder's weights under t2t's names."""
+    return dict(weight_items(path))
+
+
+@torch.no_grad()
 def load_weights(model, path: str | os.PathLike) -> None:
-    """Load a folder's weights into a t2t model built from its description (LoRA adapters, which
-    the folder has not, keep their initial values)."""
+    """Copy a folder's weights into a t2t model built from its description, one tensor at a time
+    (LoRA adapters, which the folder has not, keep their initial values)."""
     from t2t import lora
-    try:
-        missing, unexpected = model.load_state_dict(weights(path), strict=False)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: its weights do not fit the model its config describes: "
-                              f"{str(e).splitlines()[0]}") from None
-    missing = [k for k in missing if not lora.is_adapter(k)]
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: its weights do not fit the model its config describes "
-                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    own = model.state_dict()
+    seen = set()
+    for name, tensor in weight_items(path):
+        if name not in own or own[name].shape != tensor.shape:
+            raise CheckpointError(f"{path}: its weight {name} {tuple(tensor.shape)} does not fit the model its "
+                                  f"config describes ({tuple(own[name].shape) if name in own else 'no such weight'})")
+        own[name].copy_(tensor)
+        seen.add(name)
+    missing = [k for k in own if k not in seen and not lora.is_adapter(k)]
+    if missing:
+        raise CheckpointError(f"{path}: the model its config describes has weights the folder lacks: {missing[:3]}")
     log.info(f"model: the weights of the pretrained folder {path}")
 
 
 @functools.cache
 def _digest(path: str, stamp: tuple) -> str:
     h = hashlib.sha256()
-    for name, tensor in sorted(weights(path).items()):
+    for name, tensor in weight_items(path):               # in the mapping's fixed order
         h.update(name.encode())
         h.update(tensor.detach().contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return h.hexdigest()

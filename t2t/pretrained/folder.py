@@ -64,8 +64,8 @@ class Folder:
         p = self.file(name, required)
         return None if p is None else p.read_bytes()
 
-    def weights(self) -> dict[str, torch.Tensor]:
-        """Every tensor of the folder's weights, by its name there."""
+    def weight_files(self) -> list[Path]:
+        """The files holding the weights (the shards an index names, or the one file)."""
         for name in WEIGHT_FILES:
             p = self.path / name
             if not p.is_file():
@@ -75,30 +75,60 @@ class Folder:
                 files = sorted(set((index.get("weight_map") or {}).values()))
                 if not files:
                     raise CheckpointError(f"{p}: its weight_map names no files")
-                out: dict[str, torch.Tensor] = {}
-                for f in files:
-                    out.update(_read_weights(self.file(f)))
-                return out
-            return _read_weights(p)
+                return [self.file(f) for f in files]
+            return [p]
         raise CheckpointError(f"{self.path}: no weights; a pretrained folder holds one of "
                               f"{', '.join(WEIGHT_FILES)}")
 
+    def weights(self) -> "Weights":
+        """The folder's tensors by their names there, read one at a time when asked for."""
+        return Weights(self.weight_files())
 
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+
+class Weights:
+    """A read-only mapping of a folder's tensor names to tensors, each read when asked for
+    (safetensors are opened, not loaded; .bin files are memory-mapped), so that a model's weights
+    are copied in one tensor at a time instead of holding a second copy of all of them."""
+
+    def __init__(self, files: list[Path]):
+        self.where: dict[str, object] = {}
+        for path in files:
+            handle = _open_weights(path)
+            for key in handle.keys():
+                self.where[key] = (handle, path)
+
+    def keys(self):
+        return self.where.keys()
+
+    def __contains__(self, key) -> bool:
+        return key in self.where
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        handle, path = self.where[key]
         try:
-            return load_file(str(path))
+            return handle.get_tensor(key) if hasattr(handle, "get_tensor") else handle[key]
+        except Exception as e:      # a damaged file shows when a tensor is read
+            raise CheckpointError(f"{path}: tensor {key!r} unreadable ({str(e).splitlines()[0][:200]}); the file "
+                                  f"is damaged or truncated: copy it again") from None
+
+
+def _open_weights(path: Path):
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+        try:
+            return safe_open(str(path), "pt")
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"{path}: not readable safetensors ({e}); the file is damaged or "
                                   f"truncated: copy it again") from None
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:          # torch raises several kinds for a damaged or foreign file
-        raise CheckpointError(f"{path}: not readable as plain weights ({str(e).splitlines()[0][:200]}); "
-                              f"t2t reads .bin weights without running pickled code: convert it to "
-                              f"safetensors, or copy it again if it is damaged") from None
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:               # an old (non-zip) torch file cannot be memory-mapped
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:      # torch raises several kinds for a damaged or foreign file
+            raise CheckpointError(f"{path}: not readable as plain weights ({str(e).splitlines()[0][:200]}); "
+                                  f"t2t reads .bin weights without running pickled code: convert it to "
+                                  f"safetensors, or copy it again if it is damaged") from None
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointError(f"{path}: expected a mapping of names to tensors")
     return data

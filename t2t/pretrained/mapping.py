@@ -76,32 +76,35 @@ def _embedding_names(c: Callable) -> dict[str, tuple[str, ...]]:
     return names
 
 
-def to_t2t(weights: dict[str, torch.Tensor], table, c: Callable) -> dict[str, torch.Tensor]:
-    """The folder's weights under t2t's names; missing or unexpected names are listed."""
-    out, used, missing = {}, set(), []
+def to_t2t(weights, table, c: Callable):
+    """(t2t name, tensor) of the folder's weights (a mapping read one tensor at a time), each
+    read when the iteration reaches it; missing or unexpected names are listed first."""
+    plan, used, missing = [], set(), []
     for name, sources in table:
         absent = [s for s in sources if s not in weights]
         if absent:
             missing += absent
             continue
-        out[name] = torch.cat([weights[s] for s in sources]) if len(sources) > 1 else weights[sources[0]]
+        plan.append((name, sources))
         used.update(sources)
     for name, choices in _embedding_names(c).items():
         found = next((s for s in choices if s in weights), None)
         if found is None:
             missing.append(" or ".join(choices))
             continue
-        out[name] = weights[found]
+        plan.append((name, (found,)))
         used.update(s for s in choices if s in weights)
     if "final_logits_bias" in weights:
-        out["logit_bias"] = weights["final_logits_bias"].reshape(-1)
+        plan.append(("logit_bias", ("final_logits_bias",)))
         used.add("final_logits_bias")
-    unexpected = sorted(k for k in weights if k not in used and not k.endswith(IGNORED))
+    unexpected = sorted(k for k in weights.keys() if k not in used and not k.endswith(IGNORED))
     if missing or unexpected:
         parts = ([f"missing {len(missing)}: {', '.join(missing[:6])}"] if missing else []) + \
                 ([f"unexpected {len(unexpected)}: {', '.join(unexpected[:6])}"] if unexpected else [])
         raise CheckpointError(f"the weights do not fit the config ({'; '.join(parts)})")
-    return out
+    for name, sources in plan:
+        tensor = torch.cat([weights[s] for s in sources]) if len(sources) > 1 else weights[sources[0]]
+        yield name, tensor.reshape(-1) if name == "logit_bias" else tensor
 
 
 def from_t2t(state: dict[str, torch.Tensor], table, c: Callable) -> dict[str, torch.Tensor]:

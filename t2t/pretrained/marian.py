@@ -37,7 +37,7 @@ def tokenizer_files(folder) -> dict[str, bytes]:
     return {k: v for k, v in files.items() if v is not None}
 
 
-def weights_to_t2t(weights: dict, config: dict) -> dict:
+def weights_to_t2t(weights, config: dict):
     c = lambda k: config_value(config, k)        # noqa: E731
     return mapping.to_t2t(weights, mapping.bart_table(c, final_norms=False), c)
 
