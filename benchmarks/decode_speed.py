@@ -179,30 +179,8 @@ def worker_opus_hf(folder: str, beam: int, threads: int, n: int) -> dict:
     from transformers import MarianMTModel
     torch.set_num_threads(threads)
     model = MarianMTModel.from_pretrained(folder).eval()
-    pad, eos = OPUS_VOCAB - 1, 0
-    data = opus_sources(n)
-
-    def run(items):
-        produced = 0
-        for start in range(0, len(items), BATCH):
-            chunk = items[start: start + BATCH]
-            width = max(len(s) for s in chunk) + 1
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for b, s in enumerate(chunk):
-                ids[b, : len(s) + 1] = torch.tensor(s + [eos])
-                mask[b, : len(s) + 1] = 1
-            with torch.no_grad():
-                out = model.generate(input_ids=ids, attention_mask=mask, num_beams=beam, do_sample=False,
-                                     min_new_tokens=OUT_LEN, max_new_tokens=OUT_LEN + 1)
-            produced += int(((out[:, 1:] != pad) & (out[:, 1:] != eos)).sum())
-        return produced
-
-    run(data[:BATCH])
-    t = time.perf_counter()
-    tokens = run(data)
-    elapsed = time.perf_counter() - t
-    return {"sentences_per_s": n / elapsed, "tokens_per_sentence": tokens / n}
+    return time_hf(model, opus_sources(n), beam, pad=OPUS_VOCAB - 1, eos=0, min_new_tokens=OUT_LEN,
+                   max_new_tokens=OUT_LEN + 1)
 
 
 def worker_opus_ct2(folder: str, beam: int, threads: int, n: int, compute_type: str) -> dict:
@@ -219,29 +197,36 @@ def worker_hf(size: str, beam: int, threads: int, n: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = MarianMTModel(marian_config(size)).eval()
-    data = sources(n)
+    return time_hf(model, sources(n), beam, pad=0, eos=3, min_new_tokens=OUT_LEN, max_new_tokens=OUT_LEN,
+                   early_stopping=True)
+
+
+def time_hf(model, data: list[list[int]], beam: int, pad: int, eos: int, **generate_args) -> dict:
+    """Sentences/s of transformers' generate over id sources (each followed by </s>), in batches of
+    BATCH in the given order, after a warm-up batch."""
+    import torch
 
     def run(items):
         produced = 0
         for start in range(0, len(items), BATCH):
             chunk = items[start: start + BATCH]
             width = max(len(s) for s in chunk) + 1
-            ids = torch.zeros(len(chunk), width, dtype=torch.long)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
             mask = torch.zeros_like(ids)
             for b, s in enumerate(chunk):
-                ids[b, : len(s) + 1] = torch.tensor(s + [3])
+                ids[b, : len(s) + 1] = torch.tensor(s + [eos])
                 mask[b, : len(s) + 1] = 1
             with torch.no_grad():
                 out = model.generate(input_ids=ids, attention_mask=mask, num_beams=beam, do_sample=False,
-                                     min_new_tokens=OUT_LEN, max_new_tokens=OUT_LEN, early_stopping=True)
-            produced += int((out[:, 1:] != 0).sum())
+                                     **generate_args)
+            produced += int(((out[:, 1:] != pad) & (out[:, 1:] != eos)).sum())
         return produced
 
     run(data[:BATCH])
     t = time.perf_counter()
     tokens = run(data)
     elapsed = time.perf_counter() - t
-    return {"sentences_per_s": n / elapsed, "tokens_per_sentence": tokens / n}
+    return {"sentences_per_s": len(data) / elapsed, "tokens_per_sentence": tokens / len(data)}
 
 
 def worker_ct2(size: str, beam: int, threads: int, n: int, compute_type: str = "float32") -> dict:

@@ -67,6 +67,10 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict:
         return pretrained.checkpoint(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint")
+    if path.is_file() and not zipfile.is_zipfile(path):  # torch.save writes a zip archive: these bytes are not one
+        raise CheckpointError(f"{path}: damaged or not a checkpoint ({path.stat().st_size} bytes that are not a "
+                              f"torch checkpoint archive); use another checkpoint of the run, or --resume from the "
+                              f"one before")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

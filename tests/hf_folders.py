@@ -23,6 +23,18 @@ def sentences(n: int, seed: int) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 12))) for _ in range(n)]
 
 
+def corpus(folder: Path, sizes: dict[str, int], source: str = "de", target: str = "en") -> Path:
+    """A small parallel corpus `{split}.{source|target}` in `folder`: the target is the source in
+    capitals (something a model can learn)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (split, n) in enumerate(sizes.items()):
+        lines = sentences(n, 7 + i)
+        (folder / f"{split}.{source}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (folder / f"{split}.{target}").write_text("\n".join(s.upper() for s in lines) + "\n", encoding="utf-8")
+    return folder
+
+
 def random_strings(n: int, seed: int = 0) -> list[str]:
     """Strings of non-ASCII text, some with special tokens and a language code written in them."""
     rng = random.Random(seed)

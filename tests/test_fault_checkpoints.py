@@ -19,8 +19,12 @@ def test_bad_checkpoints_are_reported(tmp_path):
     with pytest.raises(CheckpointError, match="no such"):
         ckpt.load(tmp_path / "missing.pt")
     (tmp_path / "trunc.pt").write_bytes(b"PK\x03\x04garbage")
-    with pytest.raises(CheckpointError, match="truncated or not a torch file"):
+    with pytest.raises(CheckpointError, match="damaged or not a checkpoint"):
         ckpt.load(tmp_path / "trunc.pt")
+    (tmp_path / "random.pt").write_bytes(random.Random(0).randbytes(5000))
+    with pytest.raises(CheckpointError, match="damaged or not a checkpoint") as e:
+        ckpt.load(tmp_path / "random.pt")
+    assert "run code" not in str(e.value) and "weights_only=False" not in str(e.value)
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not a t2t checkpoint"):
         ckpt.load(tmp_path / "foreign.pt")

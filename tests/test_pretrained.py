@@ -33,6 +33,16 @@ def marian(tmp_path_factory):
     return folder, reference, tokenizer
 
 
+def logit_gap(pipe, reference, tokenizer, sources=SOURCES, targets=TARGETS) -> float:
+    """Largest difference between t2t's and a transformers model's teacher-forced logits over the
+    real (not padding) target positions of a padded batch."""
+    batch, dec_in, lengths = teacher_forced(pipe, tokenizer, sources, targets)
+    with torch.no_grad():
+        ours = pipe.model(batch["input_ids"], lengths, dec_in)
+        theirs = reference(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).logits
+    return float((ours - theirs)[batch["labels"] != pipe.specials.pad].abs().max())
+
+
 def teacher_forced(pipe, tokenizer, sources, targets):
     """A padded batch as transformers makes it, and t2t's decoder input for it."""
     batch = tokenizer(sources, text_target=targets, return_tensors="pt", padding=True)
@@ -172,12 +182,7 @@ def test_fine_tuning_from_a_recipe_then_exporting(marian, tmp_path):
     from t2t.recipe import load_recipe
     from t2t.trainer import train
     folder, _, tokenizer = marian
-    data = tmp_path / "data"
-    data.mkdir()
-    for split, n in (("train", 200), ("valid", 20)):
-        src = hf_folders.sentences(n, 7 if split == "train" else 8)
-        (data / f"{split}.de").write_text("\n".join(src) + "\n", encoding="utf-8")
-        (data / f"{split}.en").write_text("\n".join(s.upper() for s in src) + "\n", encoding="utf-8")
+    data = hf_folders.corpus(tmp_path / "data", {"train": 200, "valid": 20})
     recipe = load_recipe({"task": "translation", "data": {"dir": str(data), "source": "de", "target": "en"},
                           "model": {"pretrained": str(folder), "dropout": 0.1},
                           "train": {"max_steps": 6, "validate_every": 6, "valid_max_sentences": 4, "lr": 1e-3,
@@ -193,12 +198,7 @@ def test_fine_tuning_from_a_recipe_then_exporting(marian, tmp_path):
     assert all(torch.equal(after[k], before[k]) for k in before if k.startswith("encoder.0."))     # frozen
     assert torch.equal(after["logit_bias"], before["logit_bias"])     # a fixed bias, as in its source
     out = export(tmp_path / "run", tmp_path / "tuned", format="hf")
-    again = transformers.MarianMTModel.from_pretrained(out).eval()
-    batch, dec_in, lengths = teacher_forced(tuned, tokenizer, SOURCES, TARGETS)
-    with torch.no_grad():
-        ours = tuned.model(batch["input_ids"], lengths, dec_in)
-        theirs = again(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).logits
-    assert (ours - theirs)[batch["labels"] != tuned.specials.pad].abs().max() < 1e-4
+    assert logit_gap(tuned, transformers.MarianMTModel.from_pretrained(out).eval(), tokenizer) < 1e-4
 
 
 def test_bad_folders_and_contradicting_recipes_get_one_message(marian, tmp_path):
@@ -234,16 +234,19 @@ def test_bad_folders_and_contradicting_recipes_get_one_message(marian, tmp_path)
     with pytest.raises(T2TError, match=r"missing 1: model.decoder.layers.1.fc2.bias; unexpected 1: "
                                        r"model.encoder.layers.9.fc1.weight"):
         load(extra, device="cpu")
-    for key, value, message in [("model", "{pretrained: %s, dim: 64}", "model.dim: '64' contradicts the pretrained "
-                                 "folder, which sets 32"),
-                                ("tokenizer", "{name: sentencepiece}", "tokenizer.name: 'sentencepiece' contradicts"),
-                                ("model", "{pretrained: %s/nothing}", "no such pretrained model folder")]:
-        text = f"task: translation\ndata: {{source: de, target: en}}\nmodel: {{pretrained: {folder}}}\n"
-        text += f"{key}: {value % folder if '%s' in value else value}\n" if key != "model" else ""
-        if key == "model":
-            text = f"task: translation\ndata: {{source: de, target: en}}\nmodel: {value % folder}\n"
+    head = "task: translation\ndata: {source: de, target: en}\n"
+    for sections, message in [(f"model: {{pretrained: {folder}, dim: 64}}", "recipe.yaml:3 model.dim: '64' "
+                               "contradicts the pretrained folder, which sets 32"),
+                              (f"model: {{pretrained: {folder}}}\ntokenizer: {{name: sentencepiece}}",
+                               "tokenizer.name: 'sentencepiece' contradicts"),
+                              (f"model: {{pretrained: {folder}/nothing}}", "no such pretrained model folder"),
+                              (f"model: {{pretrained: {folder}}}\ntrain: {{freeze: [encoder], lora: {{rank: 0}}}}",
+                               "train.lora.rank: 0 is out of range")]:
+        (tmp_path / "recipe.yaml").write_text(head + sections + "\n")
         with pytest.raises(RecipeError, match=message):
-            load_recipe(text)
+            load_recipe(tmp_path / "recipe.yaml")
+    with pytest.raises(RecipeError, match="train.lora: adapts a pretrained model"):
+        load_recipe(head + "model: {arch: transformer}\ntrain: {lora: {rank: 4}}\n")
 
 
 def test_lora_trains_only_adapters_and_merged_export_equals_the_adapted_model(marian, tmp_path):
@@ -252,12 +255,7 @@ def test_lora_trains_only_adapters_and_merged_export_equals_the_adapted_model(ma
     from t2t.recipe import load_recipe
     from t2t.trainer import train
     folder, _, tokenizer = marian
-    data = tmp_path / "data"
-    data.mkdir()
-    for split, n in (("train", 200), ("valid", 20)):
-        src = hf_folders.sentences(n, 7 if split == "train" else 8)
-        (data / f"{split}.de").write_text("\n".join(src) + "\n", encoding="utf-8")
-        (data / f"{split}.en").write_text("\n".join(s.upper() for s in src) + "\n", encoding="utf-8")
+    data = hf_folders.corpus(tmp_path / "data", {"train": 200, "valid": 20})
     recipe = load_recipe({"task": "translation", "data": {"dir": str(data), "source": "de", "target": "en"},
                           "model": {"pretrained": str(folder)},
                           "train": {"max_steps": 8, "validate_every": 4, "valid_max_sentences": 4, "lr": 1e-2,
@@ -275,15 +273,8 @@ def test_lora_trains_only_adapters_and_merged_export_equals_the_adapted_model(ma
     assert any(full[k].abs().sum() > 0 for k in full if ".lora.b." in k)       # the adapters did
     tuned = load(tmp_path / "run", device="cpu")                     # adapters merged for decoding
     out = export(tmp_path / "run", tmp_path / "merged", format="hf")
-    again = transformers.MarianMTModel.from_pretrained(out).eval()
-    batch, dec_in, lengths = teacher_forced(tuned, tokenizer, SOURCES, TARGETS)
-    with torch.no_grad():
-        ours = tuned.model(batch["input_ids"], lengths, dec_in)
-        theirs = again(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).logits
-    real = batch["labels"] != tuned.specials.pad
-    assert (ours - theirs)[real].abs().max() < 1e-4
-    plain = load(folder, device="cpu").model(batch["input_ids"], lengths, dec_in)
-    assert (plain - ours)[real].abs().max() > 1e-3                   # and the adapters changed the outputs
+    assert logit_gap(tuned, transformers.MarianMTModel.from_pretrained(out).eval(), tokenizer) < 1e-4
+    assert logit_gap(tuned, transformers.MarianMTModel.from_pretrained(folder).eval(), tokenizer) > 1e-3  # adapted
 
 
 def test_marian_exported_to_ctranslate2_decodes_as_t2t(marian, tmp_path):
@@ -329,12 +320,7 @@ def test_every_code_block_of_the_pretrained_docs_runs(tmp_path):
 
     from helpers import environment, run_doc_blocks
     hf_folders.marian(tmp_path / "opus-mt-de-en")
-    data = tmp_path / "data" / "de-en"
-    data.mkdir(parents=True)
-    for split, n, seed in (("train", 300, 7), ("valid", 20, 8), ("test", 20, 9)):
-        src = hf_folders.sentences(n, seed)
-        (data / f"{split}.de").write_text("\n".join(src) + "\n", encoding="utf-8")
-        (data / f"{split}.en").write_text("\n".join(s.upper() for s in src) + "\n", encoding="utf-8")
+    hf_folders.corpus(tmp_path / "data" / "de-en", {"train": 300, "valid": 20, "test": 20})
     doc = Path(__file__).resolve().parents[1] / "docs" / "pretrained.md"
     assert run_doc_blocks(doc, tmp_path, environment()) >= 10
     assert (tmp_path / "opus-tuned-hf" / "model.safetensors").exists()

@@ -217,3 +217,17 @@ def test_a_body_that_is_not_utf8_gets_400_naming_the_encoding(pipe):
         r = httpx.post(f"{url}/v1/generate", content=b'{"inputs": ["\xff\xfe"]}',
                        headers={"content-type": "application/json"})
     assert r.status_code == 400 and "UTF-8" in r.json()["error"], r.text
+
+
+def test_serve_on_a_busy_port_says_so_before_serving(pipe, capsys):
+    import socket
+
+    from t2t.cli import main
+    p, _ = pipe
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", str(p.checkpoint_path), "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port} is not free" in err and "serving" not in err

@@ -357,9 +357,29 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, device: s
     import torch
     if threads:
         torch.set_num_threads(threads)
+    _check_port(host, port)
     app = create_app(load_models(specs, device, data_dir), settings)
+    _check_port(host, port)                    # loading takes a while: ask again just before saying so
     log.info(f"serving {', '.join(app.state.models)} on http://{host}:{port}/ (API: /v1/generate, docs: /docs)")
     uvicorn.run(app, host=host, port=port, log_level=os.environ.get("T2T_SERVE_LOG", "warning"))
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port that another process holds, before loading models or saying 'serving'."""
+    import socket
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise T2TError(f"serve: cannot bind to host {host!r} ({e.strerror}); use an address of this machine, "
+                       f"e.g. 127.0.0.1") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as e:
+            raise T2TError(f"serve: {host}:{port} is not free ({e.strerror}); another server holds it: stop it, "
+                           f"or choose another with --port") from None
 
 
 class running_server:
