@@ -130,9 +130,11 @@ def transformer_spec(model, src_vocab: Vocab, tgt_vocab: Vocab):
     pre = o.norm == "pre"
     spec = ts.TransformerSpec.from_config(
         (len(model.encoder), len(model.decoder)), o.heads, pre_norm=pre,
-        activation=getattr(common_spec.Activation, ACTIVATIONS[o.activation]))
+        activation=getattr(common_spec.Activation, ACTIVATIONS[o.activation]), layernorm_embedding=o.embed_norm)
     w = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
-    w.update({f"{side}_pos.table": getattr(model, f"{side}_pos").table.detach().float().numpy() for side in ("src", "tgt")})
+    # the rows positions 0, 1, ... read (a table that starts at row `offset` loses the rows before)
+    w.update({f"{side}_pos.table": getattr(model, f"{side}_pos").table[o.position_offset:].detach().float().numpy()
+              for side in ("src", "tgt")})
 
     def linear(dst, name):
         dst.weight = w[f"{name}.weight"]
@@ -148,6 +150,9 @@ def transformer_spec(model, src_vocab: Vocab, tgt_vocab: Vocab):
     dec.embeddings.weight = w["tgt_embed.weight"]
     dec.position_encodings.encodings = w["tgt_pos.table"]
     enc.scale_embeddings = dec.scale_embeddings = o.embed_scale     # both sides scale by sqrt(dim), or neither
+    if o.embed_norm:
+        norm(enc.layernorm_embedding, "src_embed_norm")
+        norm(dec.layernorm_embedding, "tgt_embed_norm")
     if pre:
         norm(enc.layer_norm, "enc_norm")
         norm(dec.layer_norm, "dec_norm")
@@ -207,9 +212,17 @@ def decoding_defaults(pipe: Pipeline) -> dict:
         notes.append("decode.unk_penalty, decode.mbr and decode.ctc_weight have no CTranslate2 counterpart")
     tok = pipe.recipe.tokenizer
     files = sorted(tokenizer_files(pipe))
-    if pipe.src_tok is not None and pipe.src_tok.encode("")[-1:] == [pipe.src_tok.vocab.eos]:
-        notes.append(f"the source ends with {pipe.src_tok.vocab.tokens[pipe.src_tok.vocab.eos]}: append it to each "
-                     f"source's tokens")
+    empty = pipe.src_tok.encode("") if pipe.src_tok is not None else []
+    if empty:                                    # what the tokenizer adds around every source
+        v = pipe.src_tok.vocab
+        suffix = empty[-1:] if empty[-1] == v.eos else []
+        prefix = empty[: len(empty) - len(suffix)]
+        said = " and ".join(f"{where} {' '.join(v.tokens[i] for i in ids)}" for where, ids in
+                            (("begin it with", prefix), ("end it with", suffix)) if ids)
+        notes.append(f"as the model's tokenizer does for each source's tokens, {said}")
+    if pipe.specials.forced_bos is not None:
+        first = pipe.tgt_tok.vocab.tokens[pipe.specials.forced_bos]
+        notes.append(f"outputs begin with {first}: pass target_prefix=[['{first}']] for each source")
     return {"translate_batch": args, "tokenizer": {"name": tok.name, "lowercase": bool(getattr(tok, "lowercase", False)),
                                                     "files": files},
             "task": pipe.recipe.task, "notes": notes}

@@ -106,3 +106,36 @@ def marian(folder: Path, seed: int = 0, eos_bias: float = 3.0, **config) -> Path
         model.final_logits_bias[0, settings["eos_token_id"]] = eos_bias
     model.save_pretrained(str(folder))
     return folder
+
+
+def _byte_bpe(folder: Path, size: int = 300) -> None:
+    """A byte-level BPE (vocab.json, merges.txt) trained on the test sentences, BART's specials first."""
+    from tokenizers import ByteLevelBPETokenizer
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(sentences(2000, 1) + sentences(2000, 2), vocab_size=size, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], show_progress=False)
+    bpe.save_model(str(folder))
+
+
+def bart(folder: Path, seed: int = 0, eos_bias: float = 3.0, forced_bos: bool = True, **config) -> Path:
+    """A BART folder as `save_pretrained` writes it (tokenizer.json among the files); its
+    generation config forces <s> first, as bart-large-cnn's does."""
+    from transformers import BartConfig, BartForConditionalGeneration, BartTokenizer
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _byte_bpe(folder)
+    BartTokenizer.from_pretrained(str(folder)).save_pretrained(str(folder))     # adds tokenizer.json
+    v = len(json.loads((folder / "vocab.json").read_text(encoding="utf-8")))
+    settings = dict(vocab_size=v, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                    decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+                    dropout=0.0)
+    settings.update(config)
+    torch.manual_seed(seed)
+    model = BartForConditionalGeneration(BartConfig(**settings))
+    randomise(model, seed=seed)
+    with torch.no_grad():
+        model.final_logits_bias[0, model.config.eos_token_id] = eos_bias
+    if forced_bos:
+        model.generation_config.forced_bos_token_id = model.config.bos_token_id
+    model.save_pretrained(str(folder))
+    return folder

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 ACTIVATIONS = Literal["relu", "gelu", "gelu_tanh", "silu"]
-POSITIONS = Literal["sinusoidal", "sinusoidal_halves", "learned"]
+POSITIONS = Literal["sinusoidal", "sinusoidal_halves", "sinusoidal_fairseq", "learned"]
 
 _ACT = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu,
         "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}
@@ -24,7 +24,14 @@ def sinusoids(length: int, dim: int, layout: str = "interleaved") -> torch.Tenso
     """(length, dim) sine/cosine position table, frequencies 10000 ** (-2i / dim).
 
     interleaved: sin at even columns, cos at odd (t2t's own table, computed in fp32 as it always
-    was); halves: all sines, then all cosines, computed in fp64 and rounded (Marian's)."""
+    was); halves: all sines, then all cosines, computed in fp64 and rounded (Marian's); fairseq:
+    sines then cosines at frequencies 10000 ** (-i / (dim / 2 - 1)), in fp32 (M2M100's)."""
+    if layout == "fairseq":
+        half = dim // 2
+        inv = torch.exp(torch.arange(half, dtype=torch.float32) * -(math.log(10000.0) / (half - 1)))
+        angles = torch.arange(length, dtype=torch.float32)[:, None] * inv[None, :]
+        table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+        return torch.cat([table, torch.zeros(length, dim % 2)], dim=1) if dim % 2 else table
     if layout == "halves":
         pos = torch.arange(length, dtype=torch.float64)[:, None]
         inv = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
@@ -39,22 +46,23 @@ def sinusoids(length: int, dim: int, layout: str = "interleaved") -> torch.Tenso
 
 
 class Positions(nn.Module):
-    """Absolute positions added to embeddings: x (B, T, D), first position `start` -> (B, T, D)."""
+    """Absolute positions added to embeddings: x (B, T, D), first position `start` -> (B, T, D).
+    Position p reads row p + `offset` of the table (BART's learned table starts at row 2)."""
 
-    def __init__(self, kind: str, length: int, dim: int):
+    def __init__(self, kind: str, length: int, dim: int, offset: int = 0):
         super().__init__()
         if kind == "learned":
-            self.table = nn.Parameter(torch.randn(length, dim) * dim ** -0.5)
+            self.table = nn.Parameter(torch.randn(length + offset, dim) * dim ** -0.5)
         else:
-            layout = "halves" if kind == "sinusoidal_halves" else "interleaved"
-            self.register_buffer("table", sinusoids(length, dim, layout), persistent=False)
-        self.length = length
+            layout = {"sinusoidal_halves": "halves", "sinusoidal_fairseq": "fairseq"}.get(kind, "interleaved")
+            self.register_buffer("table", sinusoids(length + offset, dim, layout), persistent=False)
+        self.length, self.offset = length, offset
 
     def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         end = start + x.shape[1]
         if end > self.length:
             raise ValueError(f"sequence of {end} positions is longer than model.max_positions {self.length}")
-        return x + self.table[start:end].to(x.dtype)
+        return x + self.table[start + self.offset: end + self.offset].to(x.dtype)
 
 
 class FeedForward(nn.Module):

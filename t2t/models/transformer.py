@@ -36,7 +36,12 @@ class TransformerOptions(ModelOptions):
                                      "approximation; silu: swish)")
     norm: Literal["pre", "post"] = option("pre", help="layer norm before (pre) or after (post) each block")
     positions: POSITIONS = option("sinusoidal", help="position encoding: sinusoidal (sine and cosine interleaved), "
-                                  "sinusoidal_halves (sines then cosines, Marian's), learned")
+                                  "sinusoidal_halves (sines then cosines, Marian's), sinusoidal_fairseq (fairseq's "
+                                  "table, M2M100's), learned")
+    position_offset: int = option(0, min=0, max=64, help="the first position's row of the position table (BART's "
+                                  "learned table starts at 2, fairseq's sinusoid at padding id + 1)")
+    embed_norm: bool = option(False, help="a layer norm over embeddings and positions, per side (BART's "
+                              "layernorm_embedding)")
     max_positions: int = option(1024, min=8, help="longest sequence the position table covers")
     embed_scale: bool = option(True, help="multiply token embeddings by sqrt(dim)")
     output_bias: bool = option(False, help="a fixed bias added to the output logits (a pretrained model's "
@@ -183,8 +188,10 @@ class Transformer(Seq2Seq):
         self.tgt_embed = nn.Embedding(spec.tgt_vocab, o.dim, padding_idx=spec.pad)
         if o.share_embeddings:
             self.tgt_embed.weight = self.src_embed.embed.weight
-        self.src_pos = Positions(o.positions, o.max_positions, o.dim)
-        self.tgt_pos = Positions(o.positions, o.max_positions, o.dim)
+        self.src_pos = Positions(o.positions, o.max_positions, o.dim, o.position_offset)
+        self.tgt_pos = Positions(o.positions, o.max_positions, o.dim, o.position_offset)
+        if o.embed_norm:                            # BART's layernorm_embedding, one per side
+            self.src_embed_norm, self.tgt_embed_norm = nn.LayerNorm(o.dim), nn.LayerNorm(o.dim)
         self.drop = nn.Dropout(o.dropout)
         layer = ConformerLayer if o.conv_kernel else EncoderLayer
         self.encoder = nn.ModuleList(layer(o) for _ in range(o.encoder_layers or o.layers))
@@ -222,7 +229,8 @@ class Transformer(Seq2Seq):
     # ------------------------------------------------------------------ encoder
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> dict:
         x, lengths = self.src_embed(src, src_lengths)                # (B, S', D)
-        x = self.drop(self.src_pos(x))
+        x = self.src_pos(x)
+        x = self.drop(self.src_embed_norm(x) if self.options.embed_norm else x)
         mask = lengths_to_mask(lengths, x.shape[1])                  # (B, S')
         attn_mask = mask[:, None, :]                                 # (B, 1, S')
         middle = len(self.encoder) // 2 if self.training and self.options.inter_ctc_weight else -1
@@ -248,7 +256,8 @@ class Transformer(Seq2Seq):
         x = self.tgt_embed(tgt)
         if self.options.embed_scale:
             x = x * self.options.dim ** 0.5
-        x = self.drop(self.tgt_pos(x, start))
+        x = self.tgt_pos(x, start)
+        x = self.drop(self.tgt_embed_norm(x) if self.options.embed_norm else x)
         weights = None
         last = len(self.decoder) - 1
         for i, layer in enumerate(self.decoder):

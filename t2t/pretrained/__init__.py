@@ -22,13 +22,13 @@ import torch
 
 from t2t.errors import CheckpointError, T2TError
 from t2t.options import MAX_OUTPUT_TOKENS
-from t2t.pretrained import marian
+from t2t.pretrained import bart, marian
 from t2t.pretrained.folder import Folder, is_pretrained_folder, write_folder
 
 __all__ = ["Description", "checkpoint", "describe", "export_folder", "is_pretrained_folder", "FAMILIES"]
 
 log = logging.getLogger("t2t")
-FAMILIES: dict[str, ModuleType] = {t: m for m in (marian,) for t in m.MODEL_TYPES}
+FAMILIES: dict[str, ModuleType] = {t: m for m in (marian, bart) for t in m.MODEL_TYPES}
 EARLY_STOPPING = {False: "heuristic", True: "k_finished", "never": "never"}
 
 

@@ -12,7 +12,7 @@ from t2t.errors import CheckpointError, T2TError
 
 ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "swish": "silu", "silu": "silu", "gelu_new": "gelu_tanh",
                "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh"}
-IGNORED = ("embed_positions.weight",)     # sinusoid tables: computed, not read
+SINUSOIDS = ("embed_positions.weight",)     # sinusoid tables: computed, not read
 
 
 def bart_options(c: Callable) -> dict:
@@ -35,9 +35,16 @@ def bart_options(c: Callable) -> dict:
             "activation_dropout": float(c("activation_dropout"))}
 
 
-def bart_table(c: Callable, final_norms: bool) -> list[tuple[str, tuple[str, ...]]]:
-    """(t2t name, the folder's names) for the layers; embeddings and the output are `_embeddings`'."""
+def bart_table(c: Callable, final_norms: bool = False, learned_positions: bool = False,
+               embed_norm: bool = False) -> list[tuple[str, tuple[str, ...]]]:
+    """(t2t name, the folder's names) for the layers, the final norms of pre-norm families,
+    learned position tables and embedding norms; token embeddings and the output are `_embeddings`'."""
     rows = []
+    for side, t in (("encoder", "src"), ("decoder", "tgt")):
+        if learned_positions:
+            rows.append((f"{t}_pos.table", (f"model.{side}.embed_positions.weight",)))
+        if embed_norm:
+            rows += _same(f"{t}_embed_norm", f"model.{side}.layernorm_embedding")
     for i in range(c("encoder_layers")):
         e, t = f"model.encoder.layers.{i}", f"encoder.{i}"
         rows += [(f"{t}.attn.qkv.{w}", tuple(f"{e}.self_attn.{p}_proj.{w}" for p in "qkv")) for w in ("weight", "bias")]
@@ -76,9 +83,10 @@ def _embedding_names(c: Callable) -> dict[str, tuple[str, ...]]:
     return names
 
 
-def to_t2t(weights, table, c: Callable):
+def to_t2t(weights, table, c: Callable, ignored: tuple[str, ...] = ()):
     """(t2t name, tensor) of the folder's weights (a mapping read one tensor at a time), each
-    read when the iteration reaches it; missing or unexpected names are listed first."""
+    read when the iteration reaches it; missing or unexpected names (but those ending in
+    `ignored`) are listed first."""
     plan, used, missing = [], set(), []
     for name, sources in table:
         absent = [s for s in sources if s not in weights]
@@ -97,7 +105,7 @@ def to_t2t(weights, table, c: Callable):
     if "final_logits_bias" in weights:
         plan.append(("logit_bias", ("final_logits_bias",)))
         used.add("final_logits_bias")
-    unexpected = sorted(k for k in weights.keys() if k not in used and not k.endswith(IGNORED))
+    unexpected = sorted(k for k in weights.keys() if k not in used and not (ignored and k.endswith(ignored)))
     if missing or unexpected:
         parts = ([f"missing {len(missing)}: {', '.join(missing[:6])}"] if missing else []) + \
                 ([f"unexpected {len(unexpected)}: {', '.join(unexpected[:6])}"] if unexpected else [])

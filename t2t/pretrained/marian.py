@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from t2t.errors import T2TError
 from t2t.pretrained import mapping
-from t2t.pretrained.tokenizer import PretrainedTokenizer, vocab_from_ids
+from t2t.pretrained.tokenizer import PretrainedTokenizer, clean_up, token_text, vocab_from_ids
 
 MODEL_TYPES = ("marian",)
 # transformers' MarianConfig defaults: a config.json saved by it leaves out what equals them
@@ -39,12 +39,12 @@ def tokenizer_files(folder) -> dict[str, bytes]:
 
 def weights_to_t2t(weights, config: dict):
     c = lambda k: config_value(config, k)        # noqa: E731
-    return mapping.to_t2t(weights, mapping.bart_table(c, final_norms=False), c)
+    return mapping.to_t2t(weights, mapping.bart_table(c), c, ignored=mapping.SINUSOIDS)
 
 
 def weights_from_t2t(state: dict, config: dict) -> dict:
     c = lambda k: config_value(config, k)        # noqa: E731
-    return mapping.from_t2t(state, mapping.bart_table(c, final_norms=False), c)
+    return mapping.from_t2t(state, mapping.bart_table(c), c)
 
 
 class MarianTokenizer(PretrainedTokenizer):
@@ -65,7 +65,7 @@ class MarianTokenizer(PretrainedTokenizer):
             raise T2TError(f"tokenizer marian: no {'target_vocab.json' if target and self.separate else 'vocab.json'}")
         size = int(config_value(config, "decoder_vocab_size") or config_value(config, "vocab_size")) \
             if target else int(config_value(config, "vocab_size"))
-        unk = ids.get(_token(conf.get("unk_token"), "<unk>"))
+        unk = ids.get(token_text(conf.get("unk_token"), "<unk>"))
         if unk is None:
             raise T2TError("tokenizer marian: vocab.json has no <unk>")
         pad, eos = int(config_value(config, "pad_token_id")), int(config_value(config, "eos_token_id"))
@@ -77,7 +77,7 @@ class MarianTokenizer(PretrainedTokenizer):
         # transformers decodes with the source model unless the vocabularies are separate
         self.spm_decode = self.spm if self.separate else spm.SentencePieceProcessor(
             model_proto=self.files["source.spm"])
-        extra = [_token(t) for t in conf.get("additional_special_tokens") or []]
+        extra = [token_text(t) for t in conf.get("additional_special_tokens") or []]
         self.special_ids = {pad, unk, eos} | {ids[t] for t in extra if t in ids}
         self.cleanup = bool(conf.get("clean_up_tokenization_spaces", False))
 
@@ -100,24 +100,10 @@ class MarianTokenizer(PretrainedTokenizer):
         """Text of `ids`, special tokens skipped (as transformers' decode with skip_special_tokens)."""
         pieces = [self.vocab.tokens[int(i)] for i in ids if int(i) not in self.special_ids]
         text = self.spm_decode.decode_pieces(pieces).replace("\u2581", " ").strip()
-        return _clean_up(text) if self.cleanup else text
+        return clean_up(text) if self.cleanup else text
 
     def detokenize(self, pieces: list[str]) -> str:
         return self.spm_decode.decode_pieces(pieces).replace("\u2581", " ").strip()
 
-
-def _token(value, default: str | None = None) -> str | None:
-    """A special token as tokenizer_config.json writes it: a string, or {"content": ...}."""
-    if isinstance(value, dict):
-        return value.get("content", default)
-    return value if value is not None else default
-
-
-def _clean_up(text: str) -> str:
-    """transformers' clean_up_tokenization."""
-    for a, b in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                 (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
-        text = text.replace(a, b)
-    return text
 
 Tokenizer = MarianTokenizer

@@ -85,7 +85,7 @@ class PretrainedTokenizer(Tokenizer):
         bad = [ids[0] for ids in gen.get("bad_words_ids") or [] if len(ids) == 1]
         forced_eos = gen.get("forced_eos_token_id")
         return Specials(bos=v.bos, eos=v.eos, pad=v.pad, unk=v.unk, banned=tuple(bad),
-                        forced_eos=forced_eos is not None)
+                        forced_bos=gen.get("forced_bos_token_id"), forced_eos=forced_eos is not None)
 
     # -- helpers for subclasses
     def split_specials(self, text: str) -> list[str | int]:
@@ -106,3 +106,90 @@ def vocab_from_ids(ids: dict[str, int], size: int, specials: dict[str, int], whe
             raise T2TError(f"{where}: token {tok!r} has id {i}, outside the model's {size} embeddings")
         tokens[int(i)] = tok
     return Vocab([t if t is not None else f"<unused_{i}>" for i, t in enumerate(tokens)], specials)
+
+
+def token_text(value, default: str | None = None) -> str | None:
+    """A special token as tokenizer_config.json writes it: a string, or {"content": ...}."""
+    if isinstance(value, dict):
+        return value.get("content", default)
+    return value if value is not None else default
+
+
+def config_ids(config: dict, defaults: dict) -> dict[str, int]:
+    """pad, eos and decoder start ids of a model config (with the family's defaults)."""
+    get = lambda k: config.get(k, defaults.get(k))        # noqa: E731
+    return {"pad": int(get("pad_token_id")), "eos": int(get("eos_token_id")), "bos": int(get("decoder_start_token_id"))}
+
+
+class JsonTokenizer(PretrainedTokenizer):
+    """A folder's `tokenizer.json` through the `tokenizers` library (the tokenizer transformers
+    itself runs): its normaliser, pre-tokeniser, model (byte-level BPE for BART, SentencePiece
+    models converted for others) and post-processor. The source is encoded as the post-processor
+    builds it (e.g. <s> ... </s>); a target is the same without its closing </s>, which t2t adds.
+    A folder with only `vocab.json` and `merges.txt` is read as the byte-level BPE transformers
+    builds from them."""
+
+    name = "tokenizer_json"
+    DEFAULTS: ClassVar[dict] = {}
+
+    def _build(self) -> None:
+        from tokenizers import Tokenizer as Backend
+        conf = self.json_file("tokenizer_config.json")
+        config = self.json_file("config.json")
+        if "tokenizer.json" in self.files:
+            self.backend = Backend.from_str(self.files["tokenizer.json"].decode("utf-8"))
+        elif "vocab.json" in self.files and "merges.txt" in self.files:
+            self.backend = _byte_level_bpe(self.files["vocab.json"], self.files["merges.txt"], conf)
+        else:
+            raise T2TError("the folder has neither tokenizer.json nor vocab.json with merges.txt")
+        ids = self.backend.get_vocab(with_added_tokens=True)
+        unk = ids.get(token_text(conf.get("unk_token"), "<unk>"))
+        specials = {**config_ids(config, self.DEFAULTS), "unk": unk if unk is not None else 0}
+        size = int(config.get("vocab_size", self.DEFAULTS.get("vocab_size", len(ids))))
+        self.vocab = vocab_from_ids(ids, max(size, max(ids.values()) + 1), specials, "tokenizer.json")
+        self.cleanup = bool(conf.get("clean_up_tokenization_spaces", False))
+
+    def encode(self, text: str) -> list[int]:
+        ids = self.backend.encode(text).ids
+        if self.side == "target" and ids and ids[-1] == self.vocab.eos:
+            ids = ids[:-1]
+        return ids
+
+    def encode_batch(self, texts) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids) -> str:
+        """Text of `ids`, special tokens skipped (as transformers' decode with skip_special_tokens)."""
+        text = self.backend.decode([int(i) for i in ids], skip_special_tokens=True)
+        return clean_up(text) if self.cleanup else text
+
+    def detokenize(self, pieces: list[str]) -> str:
+        return self.decode([self.vocab.index(p) for p in pieces])
+
+
+def _byte_level_bpe(vocab: bytes, merges: bytes, conf: dict):
+    """vocab.json + merges.txt as transformers' RoBERTa/BART tokenizer builds them."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+    table = json.loads(vocab.decode("utf-8"))
+    pairs = [tuple(line.split(" ")) for line in merges.decode("utf-8").splitlines()
+             if line and not line.startswith("#version")]
+    tok = Tokenizer(models.BPE(vocab=table, merges=pairs, continuing_subword_prefix="", end_of_word_suffix="",
+                               fuse_unk=False))
+    prefix = bool(conf.get("add_prefix_space", False))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix)
+    tok.decoder = decoders.ByteLevel()
+    bos, eos = token_text(conf.get("bos_token"), "<s>"), token_text(conf.get("eos_token"), "</s>")
+    tok.post_processor = processors.RobertaProcessing((eos, table[eos]), (bos, table[bos]),
+                                                      add_prefix_space=prefix, trim_offsets=True)
+    names = ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token", "sep_token", "cls_token")
+    tok.add_special_tokens([AddedToken(t, special=True) for t in
+                            dict.fromkeys(token_text(conf.get(n)) for n in names) if t and t in table])
+    return tok
+
+
+def clean_up(text: str) -> str:
+    """transformers' clean_up_tokenization."""
+    for a, b in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                 (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+        text = text.replace(a, b)
+    return text
