@@ -148,6 +148,6 @@ def t2t_register_tokenizers(register):
     register(CharTokenizer)
     register(WordTokenizer)
     register(SentencePieceTokenizer)
-    from t2t.pretrained import FAMILIES
-    for tokenizer in dict.fromkeys(f.Tokenizer for f in FAMILIES.values()):
+    from t2t.pretrained import all_tokenizers
+    for tokenizer in all_tokenizers():
         register(tokenizer)

@@ -195,8 +195,10 @@ def decoding_defaults(pipe: Pipeline) -> dict:
     what does not carry over said in `notes`."""
     d = pipe.recipe.decode
     limit = pipe.model.options.max_positions
+    eos_at_limit = d.rules == "t2t" or pipe.specials.forced_eos
     args = {"beam_size": d.beam, "num_hypotheses": d.nbest, "min_decoding_length": d.min_len,
-            "max_decoding_length": min(limit, int(d.max_len_b + d.max_len_a * limit)) - 1,    # </s> not counted
+            # t2t's limit counts </s> where it is forced there; CTranslate2's does not
+            "max_decoding_length": min(limit, int(d.max_len_b + d.max_len_a * limit)) - int(eos_at_limit),
             "max_input_length": limit, "no_repeat_ngram_size": d.no_repeat_ngram_size,
             "length_penalty": d.length_penalty, "return_scores": True}
     if d.sampling:

@@ -124,6 +124,15 @@ class TokenizerOptions(Options):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class LanguageTokenizerOptions(TokenizerOptions):
+    """The tokenizer keys of a pretrained family with language codes (M2M100, NLLB, mBART)."""
+
+    source_lang: str = option("", help="the sources' language code (e.g. de, or deu_Latn for NLLB; default: "
+                              "data.source where the model knows it, else the folder's)")
+    target_lang: str = option("", help="the targets' language code (default: data.target where the model knows it)")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelOptions(Options):
     """Keys under `model:` common to every architecture."""
 
@@ -327,6 +336,10 @@ class DecodeOptions(Options):
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = option(
         "auto", help="weights and activations when decoding (auto: bf16 on CUDA where supported, else fp32; "
         "int8: the linear layers dynamically quantized to int8 with torch's own quantization, on CPU)")
+    source_lang: str = option("", help="models with language codes (M2M100, NLLB, mBART-50): the inputs' language "
+                              "(default: the recipe's tokenizer.source_lang)")
+    target_lang: str = option("", help="models with language codes: the language to write, its code forced first "
+                              "(default: the recipe's tokenizer.target_lang)")
 
     def check(self) -> None:
         if self.nbest > self.beam and not self.sampling:

@@ -240,10 +240,12 @@ class Pipeline:
                 "task_state": self.task.state_dict(), "model": weights, **base}
 
     # ------------------------------------------------------------------ encoding
-    def encode_source(self, source: Any, cut: bool = True):
+    def encode_source(self, source: Any, cut: bool = True, tokenizer: Tokenizer | None = None):
         """An example's source -> ids (text) or a feature tensor (features), cut to what the model
-        takes unless `cut` is False (training applies the recipe's overlong policy instead)."""
-        encoded = self.task.prepare_source(source) if self.src_tok is None else self.src_tok.encode(source)
+        takes unless `cut` is False (training applies the recipe's overlong policy instead);
+        `tokenizer` stands for the source tokenizer (another language's)."""
+        tok = tokenizer or self.src_tok
+        encoded = self.task.prepare_source(source) if tok is None else tok.encode(source)
         most = self.model.length_limits()[0]
         if cut and most is not None and len(encoded) > most:
             self.truncated += 1
@@ -325,7 +327,9 @@ class Pipeline:
         self.model.eval()
         model = self.decoding_model(opts.precision)
         before = self.truncated
-        encoded = [self.encode_source(s) for s in sources]
+        src_tok = self.src_tok.with_lang(opts.source_lang) if opts.source_lang else None
+        specials = (self.tgt_tok.specials(opts.target_lang) or self.specials) if opts.target_lang else self.specials
+        encoded = [self.encode_source(s, tokenizer=src_tok) for s in sources]
         if self.truncated > before:
             log.warning(f"{self.truncated - before} source(s) longer than the model takes "
                         f"({self.model.length_limits()[0]}) were cut")
@@ -348,7 +352,7 @@ class Pipeline:
         for start in range(0, len(order), opts.max_sentences):
             idx = order[start: start + opts.max_sentences]
             batch = inputs.collate(idx, sp.pad, sp.bos, sp.eos, with_target=False).to(self.device)
-            hyps = generate(model, batch.src, batch.src_lengths, opts, self.specials, generator, need_attention)
+            hyps = generate(model, batch.src, batch.src_lengths, opts, specials, generator, need_attention)
             for i, h in zip(batch.index, hyps):
                 out[i] = h
         return out

@@ -248,7 +248,8 @@ class _Validator:
                                         "transformer" if self.find(sections, "model", "pretrained") else "rnn")
         given = {}                      # with a pretrained folder: its keys, and which a recipe may change
         if pre:
-            given = {"tokenizer": (pre.tokenizer, ()), "model": (pre.model, PRETRAINED_FREE),
+            langs = ("source_lang", "target_lang") if pre.languages else ()
+            given = {"tokenizer": (pre.tokenizer, langs), "model": (pre.model, PRETRAINED_FREE),
                      "decode": (pre.decode, tuple(DecodeOptions.__dataclass_fields__))}
 
         data = self.section(sections, "data", data_cls) if data_cls else None
@@ -256,6 +257,17 @@ class _Validator:
         model = self.section(sections, "model", model_cls, *given.get("model", ())) if model_cls else None
         train = self.section(sections, "train", TrainOptions)
         decode = self.section(sections, "decode", DecodeOptions, *given.get("decode", ()))
+        if pre and pre.languages and tokenizer is not None and data is not None:
+            # a translation's language codes are the model's where it knows them (M2M100: de, fr ...)
+            chosen = {f"{side}_lang": getattr(data, side) for side in ("source", "target")
+                      if not getattr(tokenizer, f"{side}_lang") and getattr(data, side, None) in pre.languages}
+            tokenizer = dataclasses.replace(tokenizer, **chosen)
+            for key in ("source_lang", "target_lang"):
+                code = getattr(tokenizer, key)
+                if code and code not in pre.languages:
+                    self.error(self.find(sections, "tokenizer", key), f"tokenizer.{key}", f"unknown language "
+                               f"{code!r}{did_you_mean(code, pre.languages)}; the model's {len(pre.languages)} "
+                               f"languages: {', '.join(pre.languages)}")
         default_metrics = tuple(getattr(task_cls, "default_metrics", ())) if task_cls else ()
         metrics = self.metrics(sections.get("metrics"), default_metrics)
         seed = self.value(sections["seed"][1], "seed", int, (None, None)) if "seed" in sections else 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 from typing import ClassVar, Iterable, Sequence
 
+from t2t.errors import T2TError
 from t2t.options import TokenizerOptions
 from t2t.vocab import Vocab
 
@@ -44,10 +45,16 @@ class Tokenizer:
     def load_extra_state(self, state: dict) -> None:
         pass
 
-    def specials(self):
+    def specials(self, target_lang: str = ""):
         """The ids search treats specially (a `t2t.search.Specials`), for a tokenizer that brings
         its own generation rules (a pretrained folder's); None: t2t's, from the vocabulary."""
+        if target_lang:
+            raise T2TError(f"decode.target_lang: {target_lang!r}: this model has no language codes")
         return None
+
+    def with_lang(self, code: str) -> "Tokenizer":
+        """This tokenizer writing another language (`decode.source_lang`), where it has languages."""
+        raise T2TError(f"decode.source_lang: {code!r}: this model has no language codes")
 
     # -- shared behaviour
     def normalize(self, text: str) -> str:

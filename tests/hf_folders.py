@@ -139,3 +139,65 @@ def bart(folder: Path, seed: int = 0, eos_bias: float = 3.0, forced_bos: bool = 
         model.generation_config.forced_bos_token_id = model.config.bos_token_id
     model.save_pretrained(str(folder))
     return folder
+
+
+def m2m100(folder: Path, seed: int = 0, eos_bias: float = 3.0, **config) -> Path:
+    """An M2M100 folder as `save_pretrained` writes it: sentencepiece.bpe.model, vocab.json (the
+    fairseq dictionary: <s> <pad> </s> <unk> first), its 100 language codes numbered after it."""
+    import sentencepiece as spm
+    from transformers import M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = _spm(sentences(2000, 1) + sentences(2000, 2), 160)
+    (folder / "sentencepiece.bpe.model").write_bytes(model)
+    sp = spm.SentencePieceProcessor(model_proto=model)
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for i in range(sp.get_piece_size()):
+        vocab.setdefault(sp.id_to_piece(i), len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    tok = M2M100Tokenizer(str(folder / "vocab.json"), str(folder / "sentencepiece.bpe.model"), src_lang="de",
+                          tgt_lang="fr")
+    tok.save_pretrained(str(folder))
+    size = len(vocab) + len(tok.lang_code_to_id) + 8                 # the language codes, 8 "madeup words"
+    settings = dict(vocab_size=size, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                    decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+                    dropout=0.0, attention_dropout=0.0)
+    settings.update(config)
+    torch.manual_seed(seed)
+    model = M2M100ForConditionalGeneration(M2M100Config(**settings))
+    randomise(model, seed=seed)
+    with torch.no_grad():                        # no output bias in M2M100: favour </s> through its embedding
+        model.model.shared.weight[model.config.eos_token_id] *= eos_bias
+    model.save_pretrained(str(folder))
+    return folder
+
+
+NLLB_CODES = ["deu_Latn", "fra_Latn", "eng_Latn", "spa_Latn"]
+
+
+def nllb(folder: Path, seed: int = 0, eos_bias: float = 3.0, **config) -> Path:
+    """An NLLB folder (model_type m2m_100) with a tokenizer.json: a SentencePiece-style BPE trained
+    on the test sentences, <s> <pad> </s> <unk> first, and four language codes as special tokens."""
+    from tokenizers import SentencePieceBPETokenizer
+    from transformers import M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = SentencePieceBPETokenizer()
+    bpe.train_from_iterator(sentences(2000, 1) + sentences(2000, 2), vocab_size=200, show_progress=False,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>"])
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    tok = NllbTokenizer(vocab=model["vocab"], merges=merges, src_lang="deu_Latn", tgt_lang="fra_Latn",
+                        additional_special_tokens=NLLB_CODES)
+    tok.save_pretrained(str(folder))
+    settings = dict(vocab_size=len(tok), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                    decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+                    dropout=0.0, attention_dropout=0.0)
+    settings.update(config)
+    torch.manual_seed(seed)
+    net = M2M100ForConditionalGeneration(M2M100Config(**settings))
+    randomise(net, seed=seed)
+    with torch.no_grad():
+        net.model.shared.weight[net.config.eos_token_id] *= eos_bias
+    net.save_pretrained(str(folder))
+    return folder

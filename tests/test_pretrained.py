@@ -33,7 +33,14 @@ FAMILIES = {  # builder, transformers' model class, the details each test below 
     "bart": (functools.partial(hf_folders.bart, seed=1, eos_bias=4.0), "BartForConditionalGeneration",
              [{"output_bias": False}, {"embed_scale": True}, {"embed_norm": False}, {"activation": "relu"},
               {"norm": "pre"}]),
+    "m2m100": (hf_folders.m2m100, "M2M100ForConditionalGeneration",
+               [{"positions": "sinusoidal_halves"}, {"position_offset": 0}, {"norm": "post"}, {"embed_scale": False},
+                {"activation": "gelu"}]),
+    "nllb": (functools.partial(hf_folders.nllb, seed=1, eos_bias=5.0), "M2M100ForConditionalGeneration",
+             [{"positions": "sinusoidal"}, {"position_offset": 1}, {"norm": "post"}, {"embed_scale": False},
+              {"activation": "silu"}]),
 }
+TARGET_LANG = {"m2m100": "fr", "nllb": "fra_Latn"}     # the test folders' target language
 
 
 class Family:
@@ -48,6 +55,20 @@ class Family:
 
     def __iter__(self):                         # folder, reference, tokenizer = family
         return iter((self.folder, self.reference, self.tokenizer))
+
+    def generate_args(self) -> dict:
+        """What transformers' generate needs beside the folder's generation config: the target
+        language's code first, for the families that have languages (t2t forces it itself)."""
+        lang = TARGET_LANG.get(self.name)
+        return {"forced_bos_token_id": self.tokenizer.convert_tokens_to_ids(
+            f"__{lang}__" if self.name == "m2m100" else lang)} if lang else {}
+
+    def reference_decode(self, ids) -> str:
+        """transformers' decode with skip_special_tokens; for M2M100 the language codes are taken
+        out first (transformers 5 leaves them in the text, where t2t, as transformers 4, skips them)."""
+        if self.name == "m2m100":
+            ids = [i for i in ids if i not in self.tokenizer.lang_code_to_id.values()]
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
@@ -112,7 +133,8 @@ def test_search_equals_generate(family, beam, nbest, alpha, stop):
     batch = tokenizer(SOURCES, return_tensors="pt", padding=True)
     with torch.no_grad():
         out = reference.generate(**batch, num_beams=beam, num_return_sequences=nbest, length_penalty=alpha,
-                                 early_stopping=stop, output_scores=True, return_dict_in_generate=True)
+                                 early_stopping=stop, output_scores=True, return_dict_in_generate=True,
+                                 **family.generate_args())
     hyps = pipe.search(SOURCES, pipe.decode_options(beam=beam, nbest=nbest, length_penalty=alpha,
                                                     early_stopping=STOPS[stop]))
     lengths = set()
@@ -125,10 +147,10 @@ def test_search_equals_generate(family, beam, nbest, alpha, stop):
             lengths.add(len(tokens))
             if beam > 1:
                 assert abs(h.score - float(out.sequences_scores[i * nbest + j])) < 1e-4
-            assert pipe.detokenize(h.tokens) == tokenizer.decode(out.sequences[i * nbest + j], skip_special_tokens=True)
+            assert pipe.detokenize(h.tokens) == family.reference_decode(out.sequences[i * nbest + j].tolist())
     # outputs end at different lengths (where "never" stop and alpha 1.5 favour the longest, all may reach it)
     assert len(lengths) >= 2 or stop == "never", lengths
-    assert pipe.recipe.decode.max_len_b - 1 in lengths or beam > 1, lengths      # and at the limit
+    assert max(lengths) >= pipe.recipe.decode.max_len_b - 1 or beam > 1, lengths      # and at the limit
 
 
 def test_tokenizer_ids_equal_on_1000_strings(family):
@@ -140,7 +162,7 @@ def test_tokenizer_ids_equal_on_1000_strings(family):
         assert pipe.src_tok.encode(text) == tokenizer(text)["input_ids"], text
         target = tokenizer(text_target=text)["input_ids"]
         assert pipe.tgt_tok.encode(text) + [eos] == target, text
-        assert pipe.tgt_tok.decode(target) == tokenizer.decode(target, skip_special_tokens=True), text
+        assert pipe.tgt_tok.decode(target) == family.reference_decode(target), text
 
 
 @pytest.mark.parametrize("detail", range(5))
@@ -190,8 +212,8 @@ def test_generate_and_evaluate_take_a_folder(family, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     batch = tokenizer(SOURCES[:3], return_tensors="pt", padding=True)
     with torch.no_grad():
-        ref = reference.generate(**batch, num_beams=4)
-    assert lines == tokenizer.batch_decode(ref, skip_special_tokens=True)
+        ref = reference.generate(**batch, num_beams=4, **family.generate_args())
+    assert lines == [family.reference_decode(r.tolist()) for r in ref]
     data = tmp_path / "data"
     data.mkdir()
     (data / "test.de").write_text("\n".join(SOURCES) + "\n", encoding="utf-8")
@@ -223,7 +245,8 @@ def test_fine_tuning_from_a_recipe_then_exporting(family, tmp_path):
     after = tuned.model.state_dict()
     assert not torch.equal(after["encoder.1.attn.qkv.weight"], before["encoder.1.attn.qkv.weight"])
     assert all(torch.equal(after[k], before[k]) for k in before if k.startswith("encoder.0."))     # frozen
-    assert torch.equal(after["logit_bias"], before["logit_bias"])     # a fixed bias, as in its source
+    if "logit_bias" in before:
+        assert torch.equal(after["logit_bias"], before["logit_bias"])     # a fixed bias, as in its source
     out = export(tmp_path / "run", tmp_path / "tuned", format="hf")
     assert logit_gap(tuned, family.model_class.from_pretrained(out).eval(), tokenizer) < 1e-4
 
@@ -245,7 +268,7 @@ def test_bad_folders_and_contradicting_recipes_get_one_message(marian, tmp_path)
         (broken("nospm", lambda d: (d / "source.spm").unlink()), "no source.spm"),
         (broken("t5", lambda d: (d / "config.json").write_text(json.dumps(
             {**json.loads((folder / "config.json").read_text()), "model_type": "gpt2"}))), "model_type 'gpt2' is not "
-            "supported; supported: bart, marian"),
+            "supported; supported: bart, m2m_100, marian"),
         (broken("badjson", lambda d: (d / "config.json").write_text("{")), "config.json: not valid JSON"),
         (tmp_path / "absent", "no such"),
     ]
@@ -314,12 +337,14 @@ def test_exported_to_ctranslate2_decodes_as_t2t(family, tmp_path):
         if (folder / name).exists():
             assert (out / name).read_bytes() == (folder / name).read_bytes()
     notes = json.loads((out / "decoding.json").read_text())["notes"]
-    expected = {"marian": "end it with </s>", "bart": "begin it with <s> and end it with </s>"}[family.name]
+    expected = {"marian": "end it with </s>", "bart": "begin it with <s> and end it with </s>",
+                "m2m100": "begin it with __de__ and end it with </s>",
+                "nllb": "begin it with deu_Latn and end it with </s>"}[family.name]
     assert any(n.endswith(expected) for n in notes), notes
     translator = ctranslate2.Translator(str(out), device="cpu")
     tokens = [[pipe.src_tok.vocab.tokens[i] for i in pipe.src_tok.encode(s)] for s in SOURCES]   # specials too
     limit = json.loads((out / "decoding.json").read_text())["translate_batch"]["max_decoding_length"]
-    assert limit == pipe.recipe.decode.max_len_b - 1                   # CTranslate2 does not count </s>
+    assert limit == pipe.recipe.decode.max_len_b - pipe.specials.forced_eos    # CTranslate2 does not count </s>
     forced = pipe.specials.forced_bos
     prefix = [[pipe.tgt_tok.vocab.tokens[forced]]] * len(tokens) if forced is not None else None
     assert (prefix is not None) == any("target_prefix" in n for n in notes)
@@ -357,3 +382,32 @@ def test_every_code_block_of_the_pretrained_docs_runs(tmp_path):
     doc = Path(__file__).resolve().parents[1] / "docs" / "pretrained.md"
     assert run_doc_blocks(doc, tmp_path, environment()) >= 10
     assert (tmp_path / "opus-tuned-hf" / "model.safetensors").exists()
+
+
+def test_languages_come_from_the_recipe_and_decode_settings(tmp_path):
+    from t2t.recipe import load_recipe
+    folder = hf_folders.m2m100(tmp_path / "m2m100")
+    recipe = load_recipe({"task": "translation", "data": {"source": "es", "target": "en"},
+                          "model": {"pretrained": str(folder)}})
+    assert (recipe.tokenizer.source_lang, recipe.tokenizer.target_lang) == ("es", "en")   # data's codes, known
+    pipe = load(folder, device="cpu")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    assert pipe.src_tok.encode("hello")[0] == tokenizer.get_lang_id("de")              # the folder's default
+    hyps = pipe.search(["hello"], pipe.decode_options(source_lang="ja", target_lang="zu"))
+    assert hyps[0][0].tokens[0] == tokenizer.get_lang_id("zu")
+    reference = transformers.M2M100ForConditionalGeneration.from_pretrained(folder).eval()
+    tokenizer.src_lang = "ja"
+    out = reference.generate(**tokenizer(["hello"], return_tensors="pt"), forced_bos_token_id=tokenizer.get_lang_id("zu"))
+    assert out[0].tolist()[1:len(hyps[0][0].tokens) + 1] == hyps[0][0].tokens
+    with pytest.raises(T2TError, match=r"decode.target_lang: unknown language 'frr'; did you mean 'fr'\?"):
+        pipe.generate(["hello"], target_lang="frr")
+    nllb = hf_folders.nllb(tmp_path / "nllb")
+    with pytest.raises(T2TError, match="tokenizer.target_lang: unknown language 'fr'; the model's 4 languages: deu_Latn, eng_Latn, fra_Latn"):
+        load_recipe({"task": "translation", "data": {"source": "de", "target": "fr"},
+                     "model": {"pretrained": str(nllb)}, "tokenizer": {"target_lang": "fr"}})
+    nllb_recipe = load_recipe({"task": "translation", "data": {"source": "de", "target": "fr"},
+                               "model": {"pretrained": str(nllb)}, "tokenizer": {"target_lang": "eng_Latn"}})
+    assert (nllb_recipe.tokenizer.source_lang, nllb_recipe.tokenizer.target_lang) == ("", "eng_Latn")
+    marian = hf_folders.marian(tmp_path / "marian")
+    with pytest.raises(T2TError, match="decode.target_lang: 'fr': this model has no language codes"):
+        load(marian, device="cpu").generate(["hello"], target_lang="fr")

@@ -22,13 +22,23 @@ import torch
 
 from t2t.errors import CheckpointError, T2TError
 from t2t.options import MAX_OUTPUT_TOKENS
-from t2t.pretrained import bart, marian
+from t2t.pretrained import bart, m2m100, marian
 from t2t.pretrained.folder import Folder, is_pretrained_folder, write_folder
 
 __all__ = ["Description", "checkpoint", "describe", "export_folder", "is_pretrained_folder", "FAMILIES"]
 
 log = logging.getLogger("t2t")
-FAMILIES: dict[str, ModuleType] = {t: m for m in (marian, bart) for t in m.MODEL_TYPES}
+FAMILIES: dict[str, ModuleType] = {t: m for m in (marian, bart, m2m100) for t in m.MODEL_TYPES}
+
+
+def tokenizer_class(fam: ModuleType, files: dict[str, bytes]) -> type:
+    """The family's tokenizer for these files (M2M100 and NLLB share a model type)."""
+    return fam.tokenizer_class(files) if hasattr(fam, "tokenizer_class") else fam.Tokenizer
+
+
+def all_tokenizers() -> list[type]:
+    """Every family's tokenizer classes (registered as tokenizer plugins)."""
+    return list(dict.fromkeys(t for f in FAMILIES.values() for t in getattr(f, "TOKENIZERS", (f.Tokenizer,))))
 EARLY_STOPPING = {False: "heuristic", True: "k_finished", "never": "never"}
 
 
@@ -49,6 +59,7 @@ class Description:
     model: dict
     tokenizer: dict
     decode: dict
+    languages: tuple[str, ...] = ()      # the codes of a family with languages (tokenizer.source_lang ...)
 
 
 def describe(path: str | os.PathLike) -> Description:
@@ -60,11 +71,18 @@ def describe(path: str | os.PathLike) -> Description:
     except T2TError as e:
         raise CheckpointError(f"{folder.path}: {e}") from None
     model["pretrained"] = str(path)
-    tok = fam.tokenizer_files(folder)        # checks that the tokenizer files are there
-    gen = _generation(folder, tok)
-    return Description(folder.path, folder.config["model_type"], model,
-                       {"name": fam.Tokenizer.name, "shared": False},
-                       decode_defaults(gen, model["max_positions"]))
+    files = fam.tokenizer_files(folder)      # checks that the tokenizer files are there
+    gen = _generation(folder, files)
+    cls = tokenizer_class(fam, files)
+    languages: tuple[str, ...] = ()
+    if "source_lang" in getattr(cls.Options, "__dataclass_fields__", {}):
+        try:
+            probe = cls.from_files(cls.Options(name=cls.name, shared=False), files, "source")
+        except T2TError as e:
+            raise CheckpointError(f"{folder.path}: {e}") from None
+        languages = tuple(sorted(probe.languages))
+    return Description(folder.path, folder.config["model_type"], model, {"name": cls.name, "shared": False},
+                       decode_defaults(gen, model["max_positions"]), languages)
 
 
 def _generation(folder: Folder, files: dict[str, bytes]) -> dict:
@@ -99,7 +117,8 @@ def tokenizer_states(path: str | os.PathLike, options) -> dict:
     folder = Folder(path)
     fam = family(folder)
     files = fam.tokenizer_files(folder)
-    return {side: fam.Tokenizer.from_files(options, files, side).state_dict() for side in ("source", "target")}
+    cls = tokenizer_class(fam, files)
+    return {side: cls.from_files(options, files, side).state_dict() for side in ("source", "target")}
 
 
 def weight_items(path: str | os.PathLike):

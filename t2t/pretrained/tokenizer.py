@@ -5,6 +5,7 @@ unchanged, its vocabulary with the folder's special ids, and the folder's genera
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from typing import ClassVar, Iterable, Sequence
@@ -29,19 +30,66 @@ class PretrainedTokenizer(Tokenizer):
     `self.vocab`), `encode` and `decode`."""
 
     FILES: ClassVar[tuple[str, ...]] = ()
+    # where a language code goes for families that have them: "prefix" ([code] text </s>) or
+    # "suffix" (text </s> [code]); the target side's code is also forced as the first output
+    LANGUAGE_FORMAT: ClassVar[str] = "prefix"
 
     def __init__(self, options: TokenizerOptions, symbols: Sequence[str] = ()):
         super().__init__(options, symbols)
         self.files: dict[str, bytes] = {}
         self.side = "target"
         self.special_ids: set[int] = set()           # skipped when decoding, kept whole when encoding
+        self.whole_ids: set[int] | None = None       # kept whole when encoding, where these differ
+        self.languages: dict[str, int] = {}          # language code -> its token's id (families that have them)
+        self.default_lang: dict[str, str] = {}       # side -> the folder's default language
+        self.lang: str | None = None                 # this side's language
 
     @classmethod
     def from_files(cls, options: TokenizerOptions, files: dict[str, bytes], side: str) -> "PretrainedTokenizer":
         tok = cls(options)
         tok.files, tok.side = dict(files), side
         tok._build()
+        tok._choose_language()
         return tok
+
+    # -- languages
+    def _choose_language(self) -> None:
+        if not self.languages:
+            return
+        asked = getattr(self.options, f"{self.side}_lang", "")
+        self.lang = asked or self.default_lang.get(self.side)
+        if asked:
+            self.language_id(asked, f"tokenizer.{self.side}_lang")
+
+    def language_id(self, code: str, key: str = "decode.target_lang") -> int:
+        """The token id of a language code; one message listing the codes where it is unknown."""
+        if not self.languages:
+            raise T2TError(f"{key}: {code!r}: this model has no language codes")
+        if code not in self.languages:
+            from t2t.errors import did_you_mean
+            raise T2TError(f"{key}: unknown language {code!r}{did_you_mean(code, self.languages)}; the model's "
+                           f"{len(self.languages)} languages: {', '.join(sorted(self.languages))}")
+        return self.languages[code]
+
+    def with_lang(self, code: str, key: str = "decode.source_lang") -> "PretrainedTokenizer":
+        """This tokenizer writing another language (`decode.source_lang`)."""
+        self.language_id(code, key)
+        tok = copy.copy(self)
+        tok.lang = code
+        return tok
+
+    def wrap(self, ids: list[int]) -> list[int]:
+        """Pieces' ids with what the family adds: the language code, and </s> on the source side."""
+        eos = [self.vocab.eos] if self.side == "source" else []
+        if not self.languages:
+            return ids + eos
+        if self.lang is None:
+            raise T2TError(f"tokenizer.{self.side}_lang: the {self.side}s' language is needed (the model's "
+                           f"languages: {', '.join(sorted(self.languages))})")
+        code = self.languages[self.lang]
+        if self.LANGUAGE_FORMAT == "suffix":      # a source only: t2t ends every target with </s> itself
+            return ids + [self.vocab.eos, code]
+        return [code] + ids + eos
 
     def _build(self) -> None:
         raise NotImplementedError
@@ -67,6 +115,7 @@ class PretrainedTokenizer(Tokenizer):
         self.files = {k: bytes(v.numpy().tobytes()) for k, v in state["files"].items()}
         vocab = self.vocab
         self._build()
+        self._choose_language()
         if vocab is not None and vocab != self.vocab:
             raise T2TError(f"tokenizer {self.name}: its saved vocabulary differs from its files'")
 
@@ -78,19 +127,24 @@ class PretrainedTokenizer(Tokenizer):
         config = self.json_file("config.json")
         return {k: config[k] for k in GENERATION_KEYS if config.get(k) is not None}
 
-    def specials(self) -> Specials:
-        """The ids search treats specially, by the folder's generation config."""
+    def specials(self, target_lang: str = "") -> Specials:
+        """The ids search treats specially, by the folder's generation config; for a family with
+        language codes, the target language's code is forced first."""
         gen = self.generation_config()
         v = self.vocab
         bad = [ids[0] for ids in gen.get("bad_words_ids") or [] if len(ids) == 1]
         forced_eos = gen.get("forced_eos_token_id")
+        forced_bos = gen.get("forced_bos_token_id")
+        lang = target_lang or (self.lang if self.side == "target" else None)
+        if lang and (self.languages or target_lang):
+            forced_bos = self.language_id(lang)
         return Specials(bos=v.bos, eos=v.eos, pad=v.pad, unk=v.unk, banned=tuple(bad),
-                        forced_bos=gen.get("forced_bos_token_id"), forced_eos=forced_eos is not None)
+                        forced_bos=forced_bos, forced_eos=forced_eos is not None)
 
     # -- helpers for subclasses
     def split_specials(self, text: str) -> list[str | int]:
         """`text` cut around the special tokens written in it: text parts, and special ids."""
-        names = {self.vocab.tokens[i]: i for i in self.special_ids}
+        names = {self.vocab.tokens[i]: i for i in (self.special_ids if self.whole_ids is None else self.whole_ids)}
         if not names:
             return [text]
         pattern = "(" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + ")"
@@ -150,6 +204,8 @@ class JsonTokenizer(PretrainedTokenizer):
         self.cleanup = bool(conf.get("clean_up_tokenization_spaces", False))
 
     def encode(self, text: str) -> list[int]:
+        if self.languages:                        # the code of this side's language, not the saved template's
+            return self.wrap(self.backend.encode(text, add_special_tokens=False).ids)
         ids = self.backend.encode(text).ids
         if self.side == "target" and ids and ids[-1] == self.vocab.eos:
             ids = ids[:-1]
