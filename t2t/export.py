@@ -19,6 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from t2t.errors import T2TError
@@ -128,13 +129,16 @@ def transformer_spec(model, src_vocab: Vocab, tgt_vocab: Vocab):
     model = copy.deepcopy(model).float()
     o = model.options
     pre = o.norm == "pre"
+    relative = o.positions == "relative"
     spec = ts.TransformerSpec.from_config(
         (len(model.encoder), len(model.decoder)), o.heads, pre_norm=pre,
-        activation=getattr(common_spec.Activation, ACTIVATIONS[o.activation]), layernorm_embedding=o.embed_norm)
+        activation=getattr(common_spec.Activation, ACTIVATIONS[o.activation]), layernorm_embedding=o.embed_norm,
+        relative_attention_bias=relative, ffn_glu=o.ff_gated, rms_norm=o.norm_type == "rms")
     w = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
-    # the rows positions 0, 1, ... read (a table that starts at row `offset` loses the rows before)
-    w.update({f"{side}_pos.table": getattr(model, f"{side}_pos").table[o.position_offset:].detach().float().numpy()
-              for side in ("src", "tgt")})
+    if not relative:
+        # the rows positions 0, 1, ... read (a table that starts at row `offset` loses the rows before)
+        w.update({f"{side}_pos.table": getattr(model, f"{side}_pos").table[o.position_offset:].detach().float().numpy()
+                  for side in ("src", "tgt")})
 
     def linear(dst, name):
         dst.weight = w[f"{name}.weight"]
@@ -142,14 +146,32 @@ def transformer_spec(model, src_vocab: Vocab, tgt_vocab: Vocab):
             dst.bias = w[f"{name}.bias"]
 
     def norm(dst, name):
-        dst.gamma, dst.beta = w[f"{name}.weight"], w[f"{name}.bias"]
+        dst.gamma = w[f"{name}.weight"]
+        if f"{name}.bias" in w:                                     # (RMS norms have none)
+            dst.beta = w[f"{name}.bias"]
+
+    def attention(dst, side):                                       # T5: unscaled scores, relative biases
+        if not o.attention_scale:
+            dst.queries_scale = 1.0
+        if relative and side:
+            dst.relative_attention_bias = w[f"{side}_rel.embed.weight"]
+            dst.relative_attention_max_distance = np.dtype("int32").type(o.relative_max_distance)
+
+    def ffn(dst, p):
+        linear(dst.linear_0, f"{p}.ff.fc1")
+        if o.ff_gated:
+            linear(dst.linear_0_noact, f"{p}.ff.gate")
+        linear(dst.linear_1, f"{p}.ff.fc2")
 
     enc, dec = spec.encoder, spec.decoder
     enc.embeddings[0].weight = w["src_embed.embed.weight"]
-    enc.position_encodings.encodings = w["src_pos.table"]          # t2t's table (sin/cos interleaved)
     dec.embeddings.weight = w["tgt_embed.weight"]
-    dec.position_encodings.encodings = w["tgt_pos.table"]
+    if not relative:
+        enc.position_encodings.encodings = w["src_pos.table"]      # t2t's table (sin/cos interleaved)
+        dec.position_encodings.encodings = w["tgt_pos.table"]
     enc.scale_embeddings = dec.scale_embeddings = o.embed_scale     # both sides scale by sqrt(dim), or neither
+    if o.output_scale:
+        dec.scale_outputs = o.dim ** -0.5
     if o.embed_norm:
         norm(enc.layernorm_embedding, "src_embed_norm")
         norm(dec.layernorm_embedding, "tgt_embed_norm")
@@ -161,26 +183,26 @@ def transformer_spec(model, src_vocab: Vocab, tgt_vocab: Vocab):
         linear(layer.self_attention.linear[0], f"{p}.attn.qkv")    # fused q, k, v: the same layout
         linear(layer.self_attention.linear[1], f"{p}.attn.out")
         norm(layer.self_attention.layer_norm, f"{p}.norm1")
-        linear(layer.ffn.linear_0, f"{p}.ff.fc1")
-        linear(layer.ffn.linear_1, f"{p}.ff.fc2")
+        attention(layer.self_attention, "src")
+        ffn(layer.ffn, p)
         norm(layer.ffn.layer_norm, f"{p}.norm2")
     for i, layer in enumerate(dec.layer):
         p = f"decoder.{i}"
         linear(layer.self_attention.linear[0], f"{p}.self_attn.qkv")
         linear(layer.self_attention.linear[1], f"{p}.self_attn.out")
         norm(layer.self_attention.layer_norm, f"{p}.norm1")
+        attention(layer.self_attention, "tgt")
         linear(layer.attention.linear[0], f"{p}.cross_attn.q")
         linear(layer.attention.linear[1], f"{p}.cross_attn.kv")     # fused k, v
         linear(layer.attention.linear[2], f"{p}.cross_attn.out")
         norm(layer.attention.layer_norm, f"{p}.norm2")
-        linear(layer.ffn.linear_0, f"{p}.ff.fc1")
-        linear(layer.ffn.linear_1, f"{p}.ff.fc2")
+        attention(layer.attention, None)
+        ffn(layer.ffn, p)
         norm(layer.ffn.layer_norm, f"{p}.norm3")
     dec.projection.weight = w["out.weight"]
     if "out.bias" in w or "logit_bias" in w:          # a pretrained model's fixed output bias
         dec.projection.bias = w.get("out.bias", 0) + w.get("logit_bias", 0)
-    eps = {m.eps for m in model.modules() if isinstance(m, torch.nn.LayerNorm)}
-    spec.config.layer_norm_epsilon = float(eps.pop()) if len(eps) == 1 else 1e-5
+    spec.config.layer_norm_epsilon = float(o.norm_eps)
     tgt_tokens = tgt_vocab.tokens
     spec.register_source_vocabulary(list(src_vocab.tokens))
     spec.register_target_vocabulary(list(tgt_tokens))

@@ -248,8 +248,7 @@ class _Validator:
                                         "transformer" if self.find(sections, "model", "pretrained") else "rnn")
         given = {}                      # with a pretrained folder: its keys, and which a recipe may change
         if pre:
-            langs = ("source_lang", "target_lang") if pre.languages else ()
-            given = {"tokenizer": (pre.tokenizer, langs), "model": (pre.model, PRETRAINED_FREE),
+            given = {"tokenizer": (pre.tokenizer, pre.tokenizer_free), "model": (pre.model, PRETRAINED_FREE),
                      "decode": (pre.decode, tuple(DecodeOptions.__dataclass_fields__))}
 
         data = self.section(sections, "data", data_cls) if data_cls else None

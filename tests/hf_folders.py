@@ -201,3 +201,40 @@ def nllb(folder: Path, seed: int = 0, eos_bias: float = 3.0, **config) -> Path:
         net.model.shared.weight[net.config.eos_token_id] *= eos_bias
     net.save_pretrained(str(folder))
     return folder
+
+
+def t5(folder: Path, seed: int = 0, eos_bias: float = 3.0, flan: bool = False, mt5: bool = False, **config) -> Path:
+    """A T5 folder (tokenizer.json: a unigram model of the test sentences, <pad> </s> <unk> first, 10
+    sentinels); `flan`: Flan-T5's gated GELU and own output layer, with heads of d_kv 6 (4 x 6 is not
+    d_model 32), else the original T5's ReLU and tied output."""
+    import sentencepiece as spm
+    import transformers
+    from transformers import T5Tokenizer
+    prefix = "MT5" if mt5 else "T5"                 # mT5: its own model type, T5 v1.1's architecture
+    T5Config, T5ForConditionalGeneration = (getattr(transformers, prefix + n) for n in ("Config",
+                                                                                      "ForConditionalGeneration"))
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences(2000, 1) + sentences(2000, 2)), model_writer=out,
+                                   vocab_size=150, model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                   character_coverage=1.0, minloglevel=2, hard_vocab_limit=False)
+    sp = spm.SentencePieceProcessor(model_proto=out.getvalue())
+    pieces = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
+    tok = T5Tokenizer(vocab=pieces, extra_ids=10)
+    tok.save_pretrained(str(folder))
+    settings = dict(vocab_size=len(tok) + 6, d_model=32, d_kv=6 if flan else 8, d_ff=64, num_layers=2, num_heads=4,
+                    relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=0.0,
+                    feed_forward_proj="gated-gelu" if flan else "relu", tie_word_embeddings=not flan,
+                    decoder_start_token_id=0)
+    settings.update(config)
+    torch.manual_seed(seed)
+    model = T5ForConditionalGeneration(T5Config(**settings))
+    randomise(model, seed=seed)
+    with torch.no_grad():
+        model.shared.weight[model.config.eos_token_id] *= eos_bias
+        if flan:                                 # an output layer of its own, as Flan-T5's
+            model.lm_head.weight = torch.nn.Parameter(torch.randn(model.lm_head.weight.shape,
+                                                                  generator=torch.Generator().manual_seed(seed)) * 0.3)
+    model.save_pretrained(str(folder))
+    return folder

@@ -62,18 +62,21 @@ class MultiHeadAttention(nn.Module):
     once (`memory_kv`) and reuses them at every decoding step.
     """
 
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0, cross: bool = False):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, cross: bool = False, head_dim: int | None = None,
+                 bias: bool = True, scale: bool = True):
         super().__init__()
-        if dim % heads:
+        if head_dim is None and dim % heads:
             raise ValueError(f"heads {heads} must divide dim {dim}")
-        self.dim, self.heads, self.head_dim = dim, heads, dim // heads
+        self.heads, self.head_dim = heads, head_dim or dim // heads
+        self.dim = inner = self.heads * self.head_dim           # T5's heads x d_kv may differ from the model's dim
+        self.scale = self.head_dim ** -0.5 if scale else 1.0    # T5 scales no scores
         self.cross = cross
         if cross:
-            self.q = nn.Linear(dim, dim)
-            self.kv = nn.Linear(dim, 2 * dim)
+            self.q = nn.Linear(dim, inner, bias=bias)
+            self.kv = nn.Linear(dim, 2 * inner, bias=bias)
         else:
-            self.qkv = nn.Linear(dim, 3 * dim)
-        self.out = nn.Linear(dim, dim)
+            self.qkv = nn.Linear(dim, 3 * inner, bias=bias)
+        self.out = nn.Linear(inner, dim, bias=bias)
         self.dropout = dropout
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,13 +94,14 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False,
                 kv: tuple[torch.Tensor, torch.Tensor] | None = None,
-                cache: dict | None = None, need_weights: bool = False):
+                cache: dict | None = None, need_weights: bool = False, bias: torch.Tensor | None = None):
         """x (B, T, D) -> (B, T, D) [and weights (B, T, S) averaged over heads].
 
         mask: (B, 1 or T, S) bool, True where attention is allowed (or None).
         kv: precomputed memory keys/values (cross-attention).
         cache: dict with "k", "v" (B, H, t, D/H) from earlier steps (self-attention, decoding);
         the new keys/values are appended and the updated cache is returned in its place.
+        bias: (1 or B, H, T, S) added to the scores (T5's relative position bias).
         """
         if self.cross:
             q = self._split(self.q(x))
@@ -110,6 +114,14 @@ class MultiHeadAttention(nn.Module):
                     v = torch.cat([cache["v"], v], dim=2)
                 cache["k"], cache["v"] = k, v
         attn_mask = None if mask is None else mask[:, None]         # (B, 1, T|1, S)
+        if bias is not None:                                        # one additive mask: bias, causality, padding
+            t, s = q.shape[2], k.shape[2]
+            if causal:
+                bias = bias.masked_fill(~torch.ones(t, s, dtype=torch.bool, device=q.device).tril(s - t),
+                                        float("-inf"))
+            if attn_mask is not None:
+                bias = bias.masked_fill(~attn_mask, float("-inf"))
+            attn_mask, causal = bias.to(q.dtype), False
         # CPU bf16: the fused kernel's backward is several times slower than plain matmuls here
         if need_weights or (q.device.type == "cpu" and q.dtype == torch.bfloat16):
             out, weights = self._math(q, k, v, attn_mask, causal)
@@ -117,17 +129,20 @@ class MultiHeadAttention(nn.Module):
             return (out, weights.mean(dim=1)) if need_weights else out
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
                                              dropout_p=self.dropout if self.training else 0.0,
-                                             is_causal=causal and attn_mask is None)
+                                             is_causal=causal and attn_mask is None,
+                                             **({} if self.scale == self.head_dim ** -0.5 else {"scale": self.scale}))
         return self.out(self._merge(out))
 
     def _math(self, q, k, v, attn_mask, causal):
         """Attention as explicit products; softmax in fp32. -> out (B, H, T, D/H), weights (B, H, T, S)."""
-        scores = torch.matmul(q, k.transpose(-1, -2)) * (self.head_dim ** -0.5)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale
         t, s = scores.shape[-2:]
         if causal:
             scores = scores.masked_fill(~torch.ones(t, s, dtype=torch.bool, device=q.device).tril(s - t),
                                         float("-inf"))
-        if attn_mask is not None:
+        if attn_mask is not None and attn_mask.dtype == torch.bool:
             scores = scores.masked_fill(~attn_mask, float("-inf"))
+        elif attn_mask is not None:
+            scores = scores + attn_mask
         weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
         return torch.matmul(F.dropout(weights, self.dropout, self.training), v), weights

@@ -19,7 +19,7 @@ from torch import nn
 from t2t.models.attention import MultiHeadAttention
 from t2t.models.base import ModelSpec, Seq2Seq, lengths_to_mask
 from t2t.models.frontend import source_embedder
-from t2t.models.parts import ACTIVATIONS, POSITIONS, FeedForward, Positions
+from t2t.models.parts import ACTIVATIONS, NORMS, POSITIONS, FeedForward, Positions, RelativePositionBias, norm
 from t2t.options import ModelOptions, OptionError, option
 
 
@@ -43,6 +43,17 @@ class TransformerOptions(ModelOptions):
     embed_norm: bool = option(False, help="a layer norm over embeddings and positions, per side (BART's "
                               "layernorm_embedding)")
     max_positions: int = option(1024, min=8, help="longest sequence the position table covers")
+    relative_buckets: int = option(32, min=2, max=1024, help="positions relative: distance buckets (T5's)")
+    relative_max_distance: int = option(128, min=2, help="positions relative: the distance the last bucket starts at")
+    norm_type: NORMS = option("layer", help="layer: LayerNorm; rms: T5's RMS norm (no centring, no bias)")
+    norm_eps: float = option(1e-5, min=1e-12, max=1e-2, help="the norms' epsilon")
+    bias: bool = option(True, help="biases in the attention and feed-forward projections (T5 has none)")
+    head_dim: Optional[int] = option(None, min=1, help="size of each attention head (default: dim / heads; "
+                                     "T5's d_kv)")
+    attention_scale: bool = option(True, help="scale attention scores by 1/sqrt(head size) (T5 does not)")
+    ff_gated: bool = option(False, help="gated feed-forward: act(fc1(x)) * gate(x) (T5 v1.1, Flan-T5)")
+    output_scale: bool = option(False, help="scale decoder outputs by dim ** -0.5 before the output layer (T5 with "
+                                "tied embeddings)")
     embed_scale: bool = option(True, help="multiply token embeddings by sqrt(dim)")
     output_bias: bool = option(False, help="a fixed bias added to the output logits (a pretrained model's "
                                "final_logits_bias; not trained, as in its source)")
@@ -69,26 +80,36 @@ class TransformerOptions(ModelOptions):
         if self.conv_kernel and (self.conv_kernel % 2 == 0 or self.norm != "pre"):
             raise OptionError("conv_kernel", f"{self.conv_kernel}: a Conformer layer needs an odd kernel and "
                               f"model.norm pre" + (f", not {self.norm}" if self.norm != "pre" else ""))
-        if self.dim % self.heads:
+        if self.dim % self.heads and not self.head_dim:
             good = [h for h in (1, 2, 4, 8, 16) if self.dim % h == 0 and h != self.heads]
             raise OptionError("heads", f"{self.heads} does not divide model.dim {self.dim}; use "
                               f"{' or '.join(map(str, good[-2:]))}")
+
+
+def attention(o: TransformerOptions, cross: bool = False) -> MultiHeadAttention:
+    return MultiHeadAttention(o.dim, o.heads, o.attention_dropout, cross=cross, head_dim=o.head_dim, bias=o.bias,
+                              scale=o.attention_scale)
+
+
+def feed_forward(o: TransformerOptions) -> FeedForward:
+    return FeedForward(o.dim, o.ff_dim, o.activation, o.activation_dropout, gated=o.ff_gated, bias=o.bias)
 
 
 class EncoderLayer(nn.Module):
     def __init__(self, o: TransformerOptions):
         super().__init__()
         self.pre = o.norm == "pre"
-        self.attn = MultiHeadAttention(o.dim, o.heads, o.attention_dropout)
-        self.ff = FeedForward(o.dim, o.ff_dim, o.activation, o.activation_dropout)
-        self.norm1, self.norm2 = nn.LayerNorm(o.dim), nn.LayerNorm(o.dim)
+        self.attn = attention(o)
+        self.ff = feed_forward(o)
+        self.norm1, self.norm2 = norm(o.norm_type, o.dim, o.norm_eps), norm(o.norm_type, o.dim, o.norm_eps)
         self.drop = nn.Dropout(o.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, S, D), mask (B, 1, S) True at real positions, bias (1, H, S, S) or None."""
         if self.pre:
-            x = x + self.drop(self.attn(self.norm1(x), mask))
+            x = x + self.drop(self.attn(self.norm1(x), mask, bias=bias))
             return x + self.drop(self.ff(self.norm2(x)))
-        x = self.norm1(x + self.drop(self.attn(x, mask)))
+        x = self.norm1(x + self.drop(self.attn(x, mask, bias=bias)))
         return self.norm2(x + self.drop(self.ff(x)))
 
 
@@ -130,7 +151,7 @@ class ConformerLayer(nn.Module):
         self.norm_ff1, self.norm_attn, self.norm_ff2, self.norm_out = (nn.LayerNorm(o.dim) for _ in range(4))
         self.drop = nn.Dropout(o.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, bias: None = None) -> torch.Tensor:
         """x (B, S, D), mask (B, 1, S) True at real frames."""
         x = x + 0.5 * self.drop(self.ff1(self.norm_ff1(x)))
         x = x + self.drop(self.attn(self.norm_attn(x), mask))
@@ -143,22 +164,23 @@ class DecoderLayer(nn.Module):
     def __init__(self, o: TransformerOptions):
         super().__init__()
         self.pre = o.norm == "pre"
-        self.self_attn = MultiHeadAttention(o.dim, o.heads, o.attention_dropout)
-        self.cross_attn = MultiHeadAttention(o.dim, o.heads, o.attention_dropout, cross=True)
-        self.ff = FeedForward(o.dim, o.ff_dim, o.activation, o.activation_dropout)
-        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(o.dim), nn.LayerNorm(o.dim), nn.LayerNorm(o.dim)
+        self.self_attn = attention(o)
+        self.cross_attn = attention(o, cross=True)
+        self.ff = feed_forward(o)
+        self.norm1, self.norm2, self.norm3 = (norm(o.norm_type, o.dim, o.norm_eps) for _ in range(3))
         self.drop = nn.Dropout(o.dropout)
 
-    def forward(self, x, kv, mem_mask, cache=None, need_weights=False):
+    def forward(self, x, kv, mem_mask, cache=None, need_weights=False, bias=None):
         """x (N, T, D) hypothesis rows; kv: memory keys/values and mem_mask (B, 1, S) of the B
-        sentences (N = B * hypotheses per sentence); cache: this layer's k/v or None."""
+        sentences (N = B * hypotheses per sentence); cache: this layer's k/v or None; bias: the
+        self-attention's (1, H, T, t) relative position bias or None."""
         causal = cache is None or "k" not in cache      # a cached step (T = 1) sees every earlier position
         if self.pre:
-            x = x + self.drop(self.self_attn(self.norm1(x), causal=causal, cache=cache))
+            x = x + self.drop(self.self_attn(self.norm1(x), causal=causal, cache=cache, bias=bias))
             y, weights = self._cross(self.norm2(x), kv, mem_mask, need_weights)
             x = x + self.drop(y)
             return x + self.drop(self.ff(self.norm3(x))), weights
-        x = self.norm1(x + self.drop(self.self_attn(x, causal=causal, cache=cache)))
+        x = self.norm1(x + self.drop(self.self_attn(x, causal=causal, cache=cache, bias=bias)))
         y, weights = self._cross(x, kv, mem_mask, need_weights)
         x = self.norm2(x + self.drop(y))
         return self.norm3(x + self.drop(self.ff(x))), weights
@@ -190,14 +212,17 @@ class Transformer(Seq2Seq):
             self.tgt_embed.weight = self.src_embed.embed.weight
         self.src_pos = Positions(o.positions, o.max_positions, o.dim, o.position_offset)
         self.tgt_pos = Positions(o.positions, o.max_positions, o.dim, o.position_offset)
+        if o.positions == "relative":               # T5: a bias per head and distance, one table per side
+            self.src_rel = RelativePositionBias(o.heads, o.relative_buckets, o.relative_max_distance, True)
+            self.tgt_rel = RelativePositionBias(o.heads, o.relative_buckets, o.relative_max_distance, False)
         if o.embed_norm:                            # BART's layernorm_embedding, one per side
             self.src_embed_norm, self.tgt_embed_norm = nn.LayerNorm(o.dim), nn.LayerNorm(o.dim)
         self.drop = nn.Dropout(o.dropout)
         layer = ConformerLayer if o.conv_kernel else EncoderLayer
         self.encoder = nn.ModuleList(layer(o) for _ in range(o.encoder_layers or o.layers))
         self.decoder = nn.ModuleList(DecoderLayer(o) for _ in range(o.decoder_layers or o.layers))
-        self.enc_norm = nn.LayerNorm(o.dim) if o.norm == "pre" else nn.Identity()
-        self.dec_norm = nn.LayerNorm(o.dim) if o.norm == "pre" else nn.Identity()
+        self.enc_norm = norm(o.norm_type, o.dim, o.norm_eps) if o.norm == "pre" else nn.Identity()
+        self.dec_norm = norm(o.norm_type, o.dim, o.norm_eps) if o.norm == "pre" else nn.Identity()
         self.out = nn.Linear(o.dim, spec.tgt_vocab, bias=False)
         if o.output_bias:
             self.register_buffer("logit_bias", torch.zeros(spec.tgt_vocab))
@@ -235,8 +260,9 @@ class Transformer(Seq2Seq):
         attn_mask = mask[:, None, :]                                 # (B, 1, S')
         middle = len(self.encoder) // 2 if self.training and self.options.inter_ctc_weight else -1
         enc = {"mask": mask}
+        bias = self.src_rel(x.shape[1], x.shape[1]) if self.options.positions == "relative" else None
         for i, layer in enumerate(self.encoder, 1):
-            x = layer(x, attn_mask)
+            x = layer(x, attn_mask, bias)
             if i == middle:                                          # the intermediate CTC's input
                 enc["inter"] = self.enc_norm(x)
         enc["memory"] = self.enc_norm(x)
@@ -260,11 +286,14 @@ class Transformer(Seq2Seq):
         x = self.drop(self.tgt_embed_norm(x) if self.options.embed_norm else x)
         weights = None
         last = len(self.decoder) - 1
+        t = x.shape[1]
+        bias = self.tgt_rel(t, start + t, start) if self.options.positions == "relative" else None
         for i, layer in enumerate(self.decoder):
             x, w = layer(x, static["kv"][i], static["mask"], None if caches is None else caches[i],
-                         need_weights=need_weights and i == last)
+                         need_weights=need_weights and i == last, bias=bias)
             weights = w if w is not None else weights
-        return self.dec_norm(x), weights                            # (B, T, D)
+        x = self.dec_norm(x)
+        return (x * self.options.dim ** -0.5 if self.options.output_scale else x), weights      # (B, T, D)
 
     def decode_step(self, prev: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         caches = [dict(c) for c in state["cache"]]                   # new dicts: old states stay valid

@@ -21,14 +21,14 @@ from types import ModuleType
 import torch
 
 from t2t.errors import CheckpointError, T2TError
-from t2t.options import MAX_OUTPUT_TOKENS
-from t2t.pretrained import bart, m2m100, marian
+from t2t.options import MAX_OUTPUT_TOKENS, TokenizerOptions
+from t2t.pretrained import bart, m2m100, marian, t5
 from t2t.pretrained.folder import Folder, is_pretrained_folder, write_folder
 
 __all__ = ["Description", "checkpoint", "describe", "export_folder", "is_pretrained_folder", "FAMILIES"]
 
 log = logging.getLogger("t2t")
-FAMILIES: dict[str, ModuleType] = {t: m for m in (marian, bart, m2m100) for t in m.MODEL_TYPES}
+FAMILIES: dict[str, ModuleType] = {t: m for m in (marian, bart, m2m100, t5) for t in m.MODEL_TYPES}
 
 
 def tokenizer_class(fam: ModuleType, files: dict[str, bytes]) -> type:
@@ -60,6 +60,7 @@ class Description:
     tokenizer: dict
     decode: dict
     languages: tuple[str, ...] = ()      # the codes of a family with languages (tokenizer.source_lang ...)
+    tokenizer_free: tuple[str, ...] = ()  # tokenizer keys a recipe may set (T5's source_prefix)
 
 
 def describe(path: str | os.PathLike) -> Description:
@@ -67,7 +68,7 @@ def describe(path: str | os.PathLike) -> Description:
     folder = Folder(path)
     fam = family(folder)
     try:
-        model = fam.model_options(folder.config)
+        model = fam.model_options(folder.config, folder.weights())
     except T2TError as e:
         raise CheckpointError(f"{folder.path}: {e}") from None
     model["pretrained"] = str(path)
@@ -81,8 +82,10 @@ def describe(path: str | os.PathLike) -> Description:
         except T2TError as e:
             raise CheckpointError(f"{folder.path}: {e}") from None
         languages = tuple(sorted(probe.languages))
+    base = set(TokenizerOptions.__dataclass_fields__)
+    free = tuple(k for k in getattr(cls.Options, "__dataclass_fields__", {}) if k not in base)
     return Description(folder.path, folder.config["model_type"], model, {"name": cls.name, "shared": False},
-                       decode_defaults(gen, model["max_positions"]), languages)
+                       decode_defaults(gen, model["max_positions"]), languages, free)
 
 
 def _generation(folder: Folder, files: dict[str, bytes]) -> dict:

@@ -24,7 +24,7 @@ def _c(config: dict):
     return lambda key: config.get(key, DEFAULTS.get(key))
 
 
-def model_options(config: dict) -> dict:
+def model_options(config: dict, weights=None) -> dict:
     """TransformerOptions keys that express this config."""
     return {**mapping.bart_options(_c(config)), "norm": "post", "positions": "learned", "position_offset": 2,
             "embed_norm": True, "output_bias": True}
@@ -40,11 +40,11 @@ def tokenizer_files(folder) -> dict[str, bytes]:
 
 
 def weights_to_t2t(weights, config: dict):
-    return mapping.to_t2t(weights, mapping.bart_table(_c(config), **TABLE), _c(config))
+    return mapping.to_t2t(weights, mapping.bart_table(_c(config), **TABLE))
 
 
 def weights_from_t2t(state: dict, config: dict) -> dict:
-    return mapping.from_t2t(state, mapping.bart_table(_c(config), **TABLE), _c(config))
+    return mapping.from_t2t(state, mapping.bart_table(_c(config), **TABLE))
 
 
 class BartTokenizer(JsonTokenizer):

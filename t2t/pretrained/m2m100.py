@@ -30,7 +30,7 @@ def _c(config: dict):
     return lambda key: config.get(key, DEFAULTS.get(key))
 
 
-def model_options(config: dict) -> dict:
+def model_options(config: dict, weights=None) -> dict:
     c = _c(config)
     return {**mapping.bart_options(c), "norm": "pre", "positions": "sinusoidal_fairseq",
             "position_offset": int(c("pad_token_id")) + 1, "output_bias": False}
@@ -53,12 +53,12 @@ def tokenizer_class(files: dict[str, bytes]) -> type:
 
 def weights_to_t2t(weights, config: dict):
     c = _c(config)
-    return mapping.to_t2t(weights, mapping.bart_table(c, final_norms=True), c, ignored=IGNORED)
+    return mapping.to_t2t(weights, mapping.bart_table(c, final_norms=True), ignored=IGNORED)
 
 
 def weights_from_t2t(state: dict, config: dict) -> dict:
     c = _c(config)
-    return mapping.from_t2t(state, mapping.bart_table(c, final_norms=True), c)
+    return mapping.from_t2t(state, mapping.bart_table(c, final_norms=True))
 
 
 class M2M100Tokenizer(PretrainedTokenizer):

@@ -24,7 +24,7 @@ def config_value(config: dict, key: str):
     return config.get(key, DEFAULTS.get(key))
 
 
-def model_options(config: dict) -> dict:
+def model_options(config: dict, weights=None) -> dict:
     """TransformerOptions keys that express this config."""
     c = lambda k: config_value(config, k)        # noqa: E731
     return {**mapping.bart_options(c), "norm": "post", "positions": "sinusoidal_halves", "output_bias": True}
@@ -39,12 +39,12 @@ def tokenizer_files(folder) -> dict[str, bytes]:
 
 def weights_to_t2t(weights, config: dict):
     c = lambda k: config_value(config, k)        # noqa: E731
-    return mapping.to_t2t(weights, mapping.bart_table(c), c, ignored=mapping.SINUSOIDS)
+    return mapping.to_t2t(weights, mapping.bart_table(c), ignored=mapping.SINUSOIDS)
 
 
 def weights_from_t2t(state: dict, config: dict) -> dict:
     c = lambda k: config_value(config, k)        # noqa: E731
-    return mapping.from_t2t(state, mapping.bart_table(c), c)
+    return mapping.from_t2t(state, mapping.bart_table(c))
 
 
 class MarianTokenizer(PretrainedTokenizer):
