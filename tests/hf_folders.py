@@ -238,3 +238,32 @@ def t5(folder: Path, seed: int = 0, eos_bias: float = 3.0, flan: bool = False, m
                                                                   generator=torch.Generator().manual_seed(seed)) * 0.3)
     model.save_pretrained(str(folder))
     return folder
+
+
+def mbart50(folder: Path, seed: int = 0, eos_bias: float = 3.0, **config) -> Path:
+    """An mBART-50 folder: a tokenizer.json from a unigram model of the test sentences (<s> <pad>
+    </s> <unk> first, then its 52 language codes and <mask>), a tiny MBart model, source de_DE and
+    target fr_XX."""
+    import sentencepiece as spm
+    from transformers import MBart50Tokenizer, MBartConfig, MBartForConditionalGeneration
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences(2000, 1) + sentences(2000, 2)), model_writer=out,
+                                   vocab_size=150, model_type="unigram", bos_id=0, pad_id=1, eos_id=2, unk_id=3,
+                                   character_coverage=1.0, minloglevel=2, hard_vocab_limit=False)
+    sp = spm.SentencePieceProcessor(model_proto=out.getvalue())
+    tok = MBart50Tokenizer(vocab=[(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())],
+                           src_lang="de_DE", tgt_lang="fr_XX")
+    tok.save_pretrained(str(folder))
+    settings = dict(vocab_size=len(tok), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                    decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+                    dropout=0.0, scale_embedding=True, decoder_start_token_id=2)
+    settings.update(config)
+    torch.manual_seed(seed)
+    model = MBartForConditionalGeneration(MBartConfig(**settings))
+    randomise(model, seed=seed)
+    with torch.no_grad():
+        model.final_logits_bias[0, model.config.eos_token_id] = eos_bias
+    model.save_pretrained(str(folder))
+    return folder

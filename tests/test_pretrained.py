@@ -48,8 +48,11 @@ FAMILIES = {  # builder, transformers' model class, the details each test below 
     "mt5": (functools.partial(hf_folders.t5, flan=True, mt5=True), "MT5ForConditionalGeneration",
             [{"attention_scale": True}, {"norm_type": "layer"}, {"relative_max_distance": 64},
              {"output_scale": True}, {"activation": "relu"}]),
+    "mbart50": (hf_folders.mbart50, "MBartForConditionalGeneration",
+                [{"output_bias": False}, {"embed_scale": False}, {"embed_norm": False}, {"activation": "relu"},
+                 {"norm": "post"}]),
 }
-TARGET_LANG = {"m2m100": "fr", "nllb": "fra_Latn"}     # the test folders' target language
+TARGET_LANG = {"m2m100": "fr", "nllb": "fra_Latn", "mbart50": "fr_XX"}     # the test folders' target language
 
 
 class Family:
@@ -277,7 +280,7 @@ def test_bad_folders_and_contradicting_recipes_get_one_message(marian, tmp_path)
         (broken("nospm", lambda d: (d / "source.spm").unlink()), "no source.spm"),
         (broken("t5", lambda d: (d / "config.json").write_text(json.dumps(
             {**json.loads((folder / "config.json").read_text()), "model_type": "gpt2"}))), "model_type 'gpt2' is not "
-            "supported; supported: bart, m2m_100, marian, mt5, t5"),
+            "supported; supported: bart, m2m_100, marian, mbart, mt5, t5"),
         (broken("badjson", lambda d: (d / "config.json").write_text("{")), "config.json: not valid JSON"),
         (tmp_path / "absent", "no such"),
     ]
@@ -349,7 +352,8 @@ def test_exported_to_ctranslate2_decodes_as_t2t(family, tmp_path):
     expected = {"marian": "end it with </s>", "bart": "begin it with <s> and end it with </s>",
                 "m2m100": "begin it with __de__ and end it with </s>",
                 "nllb": "begin it with deu_Latn and end it with </s>", "t5": "end it with </s>",
-                "flan_t5": "end it with </s>", "mt5": "end it with </s>"}[family.name]
+                "flan_t5": "end it with </s>", "mt5": "end it with </s>",
+                "mbart50": "begin it with de_DE and end it with </s>"}[family.name]
     assert any(n.endswith(expected) for n in notes), notes
     translator = ctranslate2.Translator(str(out), device="cpu")
     tokens = [[pipe.src_tok.vocab.tokens[i] for i in pipe.src_tok.encode(s)] for s in SOURCES]   # specials too

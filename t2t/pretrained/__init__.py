@@ -22,13 +22,13 @@ import torch
 
 from t2t.errors import CheckpointError, T2TError
 from t2t.options import MAX_OUTPUT_TOKENS, TokenizerOptions
-from t2t.pretrained import bart, m2m100, marian, t5
+from t2t.pretrained import bart, m2m100, marian, mbart, t5
 from t2t.pretrained.folder import Folder, is_pretrained_folder, write_folder
 
 __all__ = ["Description", "checkpoint", "describe", "export_folder", "is_pretrained_folder", "FAMILIES"]
 
 log = logging.getLogger("t2t")
-FAMILIES: dict[str, ModuleType] = {t: m for m in (marian, bart, m2m100, t5) for t in m.MODEL_TYPES}
+FAMILIES: dict[str, ModuleType] = {t: m for m in (marian, bart, m2m100, mbart, t5) for t in m.MODEL_TYPES}
 
 
 def tokenizer_class(fam: ModuleType, files: dict[str, bytes]) -> type:
