@@ -278,6 +278,12 @@ class _Validator:
                 node = self.find(sections, "train", "valid_metric")
                 self.error(node, "train.valid_metric", f"'{train.valid_metric}' is not among the recipe's "
                            f"metrics; allowed: {', '.join(names)}{did_you_mean(train.valid_metric, names)}")
+        if pre and pre.model_type in ("t5", "mt5"):         # T5's activations outgrow fp16's range
+            for section, opts in (("train", train), ("decode", decode)):
+                if opts is not None and opts.precision == "fp16":
+                    self.error(self.find(sections, section, "precision"), f"{section}.precision",
+                               "fp16: T5's activations overflow fp16 (the models were trained in bf16); use bf16 "
+                               "or fp32")
         if train is not None and train.lora is not None and model is not None and not getattr(model, "pretrained", None):
             self.error(self.find(sections, "train", "lora"), "train.lora", "adapts a pretrained model's weights, "
                        "which this recipe has not; set model.pretrained to a pretrained folder")

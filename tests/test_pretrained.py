@@ -441,3 +441,51 @@ def test_a_t5_task_prefix_comes_from_the_recipe(tmp_path):
     target = T5Tokenizer.from_state(recipe.tokenizer, states["target"])
     assert source.encode("hello world") == tokenizer(prefix + "hello world")["input_ids"]
     assert target.encode("hallo Welt") + [1] == tokenizer(text_target="hallo Welt")["input_ids"]   # no prefix
+
+
+def test_weights_are_read_from_shards_and_from_plain_torch_files(marian, tmp_path):
+    import shutil
+    from safetensors.torch import load_file, save_file
+    folder = marian.folder
+    weights = load_file(str(folder / "model.safetensors"))
+    expected = load(folder, device="cpu").model.state_dict()
+    names = sorted(weights)
+    sharded = tmp_path / "sharded"
+    shutil.copytree(folder, sharded)
+    (sharded / "model.safetensors").unlink()
+    halves = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    for file, keys in halves.items():
+        save_file({k: weights[k] for k in keys}, str(sharded / file), metadata={"format": "pt"})
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {k: f for f, keys in halves.items() for k in keys}}))
+    plain = tmp_path / "bin"
+    shutil.copytree(folder, plain)
+    (plain / "model.safetensors").unlink()
+    torch.save(weights, plain / "pytorch_model.bin")
+    for other in (sharded, plain):
+        got = load(other, device="cpu").model.state_dict()
+        assert all(torch.equal(got[k], expected[k]) for k in expected), other.name
+    class Code:                                          # a pickled object is refused, not run
+        def __reduce__(self):
+            return (print, ("ran",))
+    torch.save({"x": Code()}, plain / "pytorch_model.bin")
+    with pytest.raises(T2TError, match="without running pickled code"):
+        load(plain, device="cpu")
+
+
+def test_export_hf_refuses_a_run_of_t2t_s_own_transformer(toy_transformer, tmp_path):
+    from t2t.export import export
+    run, _ = toy_transformer
+    with pytest.raises(T2TError, match="did not start from a pretrained folder"):
+        export(run, tmp_path / "out", format="hf")
+    assert not (tmp_path / "out").exists()
+
+
+def test_t5_refuses_fp16(tmp_path):
+    from t2t.errors import RecipeError
+    from t2t.recipe import load_recipe
+    folder = hf_folders.t5(tmp_path / "t5")
+    with pytest.raises(RecipeError, match="train.precision: fp16: T5's activations overflow fp16"):
+        load_recipe({"task": "translation", "data": {"source": "en", "target": "de"},
+                     "model": {"pretrained": str(folder)}, "train": {"precision": "fp16"}})
