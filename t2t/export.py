@@ -20,7 +20,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from t2t.errors import T2TError
 from t2t.pipeline import Pipeline

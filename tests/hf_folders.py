@@ -74,6 +74,14 @@ def randomise(model, std: float = 0.3, seed: int = 0) -> None:
                 b.copy_(torch.randn(b.shape, generator=g) * std)
 
 
+def _model(model_class, config_class, settings: dict, config: dict, seed: int):
+    """A transformers model of `settings` updated by `config`, its weights randomised from `seed`."""
+    torch.manual_seed(seed)
+    model = model_class(config_class(**{**settings, **config}))
+    randomise(model, seed=seed)
+    return model
+
+
 def marian(folder: Path, seed: int = 0, eos_bias: float = 3.0, **config) -> Path:
     """A Marian folder as `save_pretrained` writes it: config, generation config, safetensors,
     source/target SentencePiece models, vocab.json, tokenizer_config.json."""
@@ -98,10 +106,7 @@ def marian(folder: Path, seed: int = 0, eos_bias: float = 3.0, **config) -> Path
                     encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
                     max_position_embeddings=64, pad_token_id=v - 1, decoder_start_token_id=v - 1, eos_token_id=0,
                     forced_eos_token_id=0, scale_embedding=True, activation_function="swish", dropout=0.0)
-    settings.update(config)
-    torch.manual_seed(seed)
-    model = MarianMTModel(MarianConfig(**settings))
-    randomise(model, seed=seed)
+    model = _model(MarianMTModel, MarianConfig, settings, config, seed)
     with torch.no_grad():
         model.final_logits_bias[0, settings["eos_token_id"]] = eos_bias
     model.save_pretrained(str(folder))
@@ -129,10 +134,7 @@ def bart(folder: Path, seed: int = 0, eos_bias: float = 3.0, forced_bos: bool = 
     settings = dict(vocab_size=v, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
                     decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
                     dropout=0.0)
-    settings.update(config)
-    torch.manual_seed(seed)
-    model = BartForConditionalGeneration(BartConfig(**settings))
-    randomise(model, seed=seed)
+    model = _model(BartForConditionalGeneration, BartConfig, settings, config, seed)
     with torch.no_grad():
         model.final_logits_bias[0, model.config.eos_token_id] = eos_bias
     if forced_bos:
@@ -162,10 +164,7 @@ def m2m100(folder: Path, seed: int = 0, eos_bias: float = 3.0, **config) -> Path
     settings = dict(vocab_size=size, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
                     decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
                     dropout=0.0, attention_dropout=0.0)
-    settings.update(config)
-    torch.manual_seed(seed)
-    model = M2M100ForConditionalGeneration(M2M100Config(**settings))
-    randomise(model, seed=seed)
+    model = _model(M2M100ForConditionalGeneration, M2M100Config, settings, config, seed)
     with torch.no_grad():                        # no output bias in M2M100: favour </s> through its embedding
         model.model.shared.weight[model.config.eos_token_id] *= eos_bias
     model.save_pretrained(str(folder))
@@ -193,10 +192,7 @@ def nllb(folder: Path, seed: int = 0, eos_bias: float = 3.0, **config) -> Path:
     settings = dict(vocab_size=len(tok), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
                     decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
                     dropout=0.0, attention_dropout=0.0)
-    settings.update(config)
-    torch.manual_seed(seed)
-    net = M2M100ForConditionalGeneration(M2M100Config(**settings))
-    randomise(net, seed=seed)
+    net = _model(M2M100ForConditionalGeneration, M2M100Config, settings, config, seed)
     with torch.no_grad():
         net.model.shared.weight[net.config.eos_token_id] *= eos_bias
     net.save_pretrained(str(folder))
@@ -227,10 +223,7 @@ def t5(folder: Path, seed: int = 0, eos_bias: float = 3.0, flan: bool = False, m
                     relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=0.0,
                     feed_forward_proj="gated-gelu" if flan else "relu", tie_word_embeddings=not flan,
                     decoder_start_token_id=0)
-    settings.update(config)
-    torch.manual_seed(seed)
-    model = T5ForConditionalGeneration(T5Config(**settings))
-    randomise(model, seed=seed)
+    model = _model(T5ForConditionalGeneration, T5Config, settings, config, seed)
     with torch.no_grad():
         model.shared.weight[model.config.eos_token_id] *= eos_bias
         if flan:                                 # an output layer of its own, as Flan-T5's
@@ -259,10 +252,7 @@ def mbart50(folder: Path, seed: int = 0, eos_bias: float = 3.0, **config) -> Pat
     settings = dict(vocab_size=len(tok), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
                     decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
                     dropout=0.0, scale_embedding=True, decoder_start_token_id=2)
-    settings.update(config)
-    torch.manual_seed(seed)
-    model = MBartForConditionalGeneration(MBartConfig(**settings))
-    randomise(model, seed=seed)
+    model = _model(MBartForConditionalGeneration, MBartConfig, settings, config, seed)
     with torch.no_grad():
         model.final_logits_bias[0, model.config.eos_token_id] = eos_bias
     model.save_pretrained(str(folder))

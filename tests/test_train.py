@@ -2,16 +2,11 @@
 
 import json
 import os
-import random
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 import t2t
 from conftest import assert_same_final_parameters, final_parameters, two_worker_case

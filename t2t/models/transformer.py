@@ -9,7 +9,6 @@ Shapes: B batch, S source length, T target length, D model dim, H heads, V vocab
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Literal, Optional
 
 import torch

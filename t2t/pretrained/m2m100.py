@@ -117,15 +117,13 @@ class NllbTokenizer(JsonTokenizer):
     name = "nllb"
     Options = LanguageTokenizerOptions
     DEFAULTS = DEFAULTS
+    LANGUAGES = r"[a-z]{3}_[A-Z][a-z]{3}"
+    DEFAULT_SOURCE_LANG = "eng_Latn"
 
     def _build(self) -> None:
         super()._build()
-        conf = self.json_file("tokenizer_config.json")
-        if conf.get("legacy_behaviour"):
-            self.LANGUAGE_FORMAT = "suffix"
-        specials = {t.content: i for i, t in self.backend.get_added_tokens_decoder().items() if t.special}
-        self.languages = {t: i for t, i in specials.items() if re.fullmatch(r"[a-z]{3}_[A-Z][a-z]{3}", t)}
-        self.default_lang = {"source": conf.get("src_lang") or "eng_Latn", "target": conf.get("tgt_lang")}
+        if self.json_file("tokenizer_config.json").get("legacy_behaviour"):
+            self.LANGUAGE_FORMAT = "suffix"              # text </s> [code]: NLLB's first tokenizers
 
 
 # The languages of the released M2M-100 models, in the order their dictionary numbers them after the

@@ -6,8 +6,6 @@ first. mBART-cc25 folders, whose targets end with </s> and then the language cod
 
 from __future__ import annotations
 
-import re
-
 from t2t.errors import T2TError
 from t2t.options import LanguageTokenizerOptions
 from t2t.pretrained import bart, mapping
@@ -50,13 +48,8 @@ class MBart50Tokenizer(JsonTokenizer):
     name = "mbart50"
     Options = LanguageTokenizerOptions
     DEFAULTS = DEFAULTS
-
-    def _build(self) -> None:
-        super()._build()
-        conf = self.json_file("tokenizer_config.json")
-        specials = {t.content: i for i, t in self.backend.get_added_tokens_decoder().items() if t.special}
-        self.languages = {t: i for t, i in specials.items() if re.fullmatch(r"[a-z]{2}_[A-Z]{2}", t)}
-        self.default_lang = {"source": conf.get("src_lang") or "en_XX", "target": conf.get("tgt_lang")}
+    LANGUAGES = r"[a-z]{2}_[A-Z]{2}"
+    DEFAULT_SOURCE_LANG = "en_XX"
 
 
 Tokenizer = MBart50Tokenizer

@@ -185,6 +185,8 @@ class JsonTokenizer(PretrainedTokenizer):
 
     name = "tokenizer_json"
     DEFAULTS: ClassVar[dict] = {}
+    LANGUAGES: ClassVar[str] = ""            # a pattern of the special tokens that are language codes
+    DEFAULT_SOURCE_LANG: ClassVar[str] = ""
 
     def _build(self) -> None:
         from tokenizers import Tokenizer as Backend
@@ -202,6 +204,11 @@ class JsonTokenizer(PretrainedTokenizer):
         size = int(config.get("vocab_size", self.DEFAULTS.get("vocab_size", len(ids))))
         self.vocab = vocab_from_ids(ids, max(size, max(ids.values()) + 1), specials, "tokenizer.json")
         self.cleanup = bool(conf.get("clean_up_tokenization_spaces", False))
+        if self.LANGUAGES:
+            special = {t.content: i for i, t in self.backend.get_added_tokens_decoder().items() if t.special}
+            self.languages = {t: i for t, i in special.items() if re.fullmatch(self.LANGUAGES, t)}
+            self.default_lang = {"source": conf.get("src_lang") or self.DEFAULT_SOURCE_LANG,
+                                 "target": conf.get("tgt_lang")}
 
     def encode(self, text: str) -> list[int]:
         if self.languages:                        # the code of this side's language, not the saved template's
