@@ -8,7 +8,10 @@ runs pickled code.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+import logging
 import os
 import pickle
 import tempfile
@@ -21,6 +24,8 @@ import torch
 from t2t.errors import CheckpointError
 from t2t.metric import improves
 from t2t.pretrained.folder import is_pretrained_folder
+
+log = logging.getLogger("t2t")
 
 FORMAT = "t2t-checkpoint"
 VERSION = 1
@@ -52,9 +57,37 @@ def atomic_write(path: Path, write) -> None:
 
 
 def save(path: Path, payload: dict) -> None:
-    """Write a checkpoint atomically."""
+    """Write a checkpoint atomically, with the checksum of its contents."""
     payload = {**payload, "format": FORMAT, "format_version": VERSION}
+    payload["checksum"] = content_digest(payload)
     atomic_write(Path(path), lambda f: torch.save(payload, f))
+
+
+def content_digest(data: Any) -> str:
+    """sha256 of nested plain data and tensors (dtypes, shapes and bytes), the "checksum" entry of a
+    dict left out: what `save` records and `load` checks. torch's zip files carry CRCs that its
+    reader does not check, so a flipped bit in a weight would otherwise load as a wrong number."""
+    h = hashlib.sha256()
+
+    def feed(x):
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            if t.numel():
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(x, dict):
+            h.update(f"D{len(x)}".encode())
+            for k in sorted(x, key=str):
+                feed(str(k))
+                feed(x[k])
+        elif isinstance(x, (list, tuple)):
+            h.update(f"L{len(x)}".encode())
+            for v in x:
+                feed(v)
+        else:
+            h.update(f"{type(x).__name__}:{x!r};".encode())
+    feed({k: v for k, v in data.items() if k != "checksum"} if isinstance(data, dict) else data)
+    return h.hexdigest()
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict:
@@ -85,10 +118,31 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict:
     if data.get("format_version", 0) > VERSION:
         raise CheckpointError(f"{path}: checkpoint format {data['format_version']} is newer than this t2t "
                               f"understands ({VERSION}); upgrade t2t")
+    verify(data, path)
     if "lora_base" in data:
         from t2t import pretrained
         return pretrained.complete_lora_checkpoint(data, path)
     return data
+
+
+def verify(data: dict, path: Path) -> None:
+    """Check a loaded checkpoint against the checksum it carries; one written before t2t recorded
+    checksums loads with a note."""
+    recorded = data.get("checksum")
+    if recorded is None:
+        _note_unchecked(str(path))
+        return
+    if content_digest(data) != recorded:
+        run = path.parent.parent if path.parent.name == "checkpoints" else None
+        hint = (f"it is damaged (a flipped bit or a partial copy): use a trusted copy, or delete it and take "
+                f"another checkpoint of the run" + (f" (t2t train --resume then continues from the one before; "
+                                                     f"`ls {path.parent}`)" if run else ""))
+        raise CheckpointError(f"{path}: its contents do not match the checksum written with them; {hint}")
+
+
+@functools.cache
+def _note_unchecked(path: str) -> None:
+    log.info(f"{path}: written before t2t recorded checksums; loaded without checking it")
 
 
 # --------------------------------------------------------------------------- run directory
@@ -128,12 +182,14 @@ def resolve(path: Path, which: str = "best") -> Path:
     if which == "best" and average and average.get("used", True):
         return path / "checkpoints" / average["name"]
     name = index.get(which) or index.get("last")
-    if not name:
-        found = sorted((path / "checkpoints").glob("step_*.pt"))
-        if not found:
-            raise CheckpointError(f"{path}: no checkpoints in this run directory (expected checkpoints/step_*.pt)")
-        return found[-1]
-    return path / "checkpoints" / name
+    if name and (path / "checkpoints" / name).exists():
+        return path / "checkpoints" / name
+    found = sorted((path / "checkpoints").glob("step_*.pt"))
+    if not found:
+        raise CheckpointError(f"{path}: no checkpoints in this run directory (expected checkpoints/step_*.pt)")
+    if name:                                      # deleted (e.g. found damaged): the newest one left
+        log.warning(f"{path}: its {which} checkpoint {name} is gone; taking {found[-1].name}, the newest left")
+    return found[-1]
 
 
 def rank(entries: list[dict], higher_is_better: bool) -> list[dict]:

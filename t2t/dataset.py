@@ -382,11 +382,12 @@ class Store:
         then reused by every run that shares the folder."""
         path = self.tokenizers_path()
         if path.exists():
-            with contextlib.suppress(Exception):
+            try:
                 states = ckpt.load(path)["tokenizers"]
                 log.info(f"tokenizers: reusing {path}")
                 return states
-            log.warning(f"{path}: unreadable; training the tokenizers again")
+            except Exception as e:          # a cache: whatever is wrong with it, make it again
+                log.warning(f"{path}: unreadable ({str(e).splitlines()[0][:300]}); training the tokenizers again")
         states = train()
         ckpt.save(path, {"tokenizers": states})
         return states
@@ -531,10 +532,17 @@ def _build(tmp: Path, key: str, examples: Callable[[], Iterable], enc: Encoder, 
                 "limits": enc.describe(), "counts": c, "arrays": arrays, "problems": problems,
                 "seconds": round(seconds, 2), "examples_per_s": round(c["read"] / max(seconds, 1e-9), 1),
                 "task_state_sha256": _file_sha256(tmp / "task_state.pt")}
+    manifest["manifest_sha256"] = _manifest_digest(manifest)
     ckpt.atomic_write(tmp / "manifest.json", lambda f: f.write(json.dumps(manifest, indent=1).encode()))
     log.info(f"prepared {split}: {c['kept']:,} of {c['read']:,} examples kept ({c['filtered']} over the length limits "
              f"filtered, {c['truncated']} truncated, {c['empty']} empty) in {seconds:.1f} s "
              f"({manifest['examples_per_s']:,.0f} examples/s)")
+
+
+def _manifest_digest(manifest: dict) -> str:
+    """sha256 of a manifest's contents but its own checksum."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def open_split(folder: Path, verify: bool = True) -> Split:
@@ -545,6 +553,9 @@ def open_split(folder: Path, verify: bool = True) -> Split:
         raise DataError(f"{folder / 'manifest.json'}: unreadable ({e}); delete {folder} to prepare it again") from None
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise DataError(f"{folder}: not a prepared split of this version of t2t; delete it to prepare it again")
+    if "manifest_sha256" in manifest and manifest["manifest_sha256"] != _manifest_digest(manifest):
+        raise DataError(f"{folder / 'manifest.json'}: its contents do not match their checksum (damaged); delete "
+                        f"{folder} to prepare it again")
     arrays = {}
     for name, spec in manifest["arrays"].items():
         path = folder / f"{name}.bin"
