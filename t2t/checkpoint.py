@@ -182,9 +182,9 @@ def resolve(path: Path, which: str = "best") -> Path:
     if which == "best" and average and average.get("used", True):
         return path / "checkpoints" / average["name"]
     name = index.get(which) or index.get("last")
-    if name and (path / "checkpoints" / name).exists():
-        return path / "checkpoints" / name
     found = sorted((path / "checkpoints").glob("step_*.pt"))
+    if name and ((path / "checkpoints" / name).exists() or not found):
+        return path / "checkpoints" / name
     if not found:
         raise CheckpointError(f"{path}: no checkpoints in this run directory (expected checkpoints/step_*.pt)")
     if name:                                      # deleted (e.g. found damaged): the newest one left
