@@ -299,6 +299,23 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_cache(args) -> int:
+    from t2t.dataset import cache_clear, cache_entries, cache_root
+    root = Path(args.dir) if args.dir else cache_root()
+    if args.action == "clear":
+        gone = cache_clear(root, args.names)
+        print(f"deleted {len(gone)} entr{'y' if len(gone) == 1 else 'ies'} of {root}")
+        return 0
+    entries = cache_entries(root)
+    import time
+    for e in entries:
+        what = f"{e['split']}: {e['examples']:,} examples" if e.get("split") else e["kind"]
+        print(f"{e['name']:<34} {e['bytes'] / 2**20:10,.1f} MiB  used {time.strftime('%Y-%m-%d %H:%M', time.localtime(e['used']))}"
+              f"  {what}")
+    print(f"{len(entries)} entries, {sum(e['bytes'] for e in entries) / 2**20:,.1f} MiB in {root}")
+    return 0
+
+
 def cmd_plugins(args) -> int:
     reg = _registry()
     if args.json or args.verbose:
@@ -496,6 +513,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "float16, bfloat16, float32 (default: the weights as trained, float32)")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("cache", help="list or clear the prepared data and tokenizers runs share "
+                       "($T2T_CACHE/prepared or ~/.cache/t2t/prepared)")
+    p.add_argument("action", nargs="?", default="list", choices=("list", "clear"), help="list (default) or clear")
+    p.add_argument("names", nargs="*", help="with clear: the entries to delete (default: all)")
+    p.add_argument("--dir", help="another prepared-data folder (a recipe's data.prepared_dir)")
+    p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("plugins", help="list installed tasks, tokenizers, metrics and models")
     p.add_argument("--verbose", action="store_true", help="per plugin: package, version, hooks, names")

@@ -36,7 +36,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -351,6 +351,56 @@ def fingerprint(folder: Path | None, skip: Path | None = None, most: int = 200_0
 # --------------------------------------------------------------------------- the store
 
 
+def cache_root() -> Path:
+    """Where prepared data and trained tokenizers are kept by default, shared by every run of the
+    same data and options: $T2T_CACHE/prepared, else $XDG_CACHE_HOME/t2t/prepared, else
+    ~/.cache/t2t/prepared."""
+    if os.environ.get("T2T_CACHE"):
+        return Path(os.path.expanduser(os.environ["T2T_CACHE"])) / "prepared"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "t2t" / "prepared"
+
+
+def cache_entries(root: Path) -> list[dict]:
+    """What a prepared-data folder holds: each split or tokenizer file with its size, when it was
+    last used and, for splits, its counts; newest use first."""
+    out = []
+    for entry in sorted(Path(root).glob("*")) if Path(root).is_dir() else []:
+        if entry.name.startswith("."):
+            continue
+        files = [entry] if entry.is_file() else [f for f in entry.rglob("*") if f.is_file()]
+        info = {"name": entry.name, "path": str(entry), "bytes": sum(f.stat().st_size for f in files),
+                "used": max((f.stat().st_atime for f in files), default=entry.stat().st_mtime),
+                "kind": "tokenizers" if entry.name.startswith("tokenizers-") else "split"}
+        manifest = entry / "manifest.json"
+        if manifest.exists():
+            with contextlib.suppress(OSError, ValueError):
+                m = json.loads(manifest.read_text(encoding="utf-8"))
+                info.update(split=m.get("split"), examples=m.get("counts", {}).get("kept"))
+        out.append(info)
+    return sorted(out, key=lambda e: -e["used"])
+
+
+def cache_clear(root: Path, names: Sequence[str] = ()) -> list[str]:
+    """Delete prepared splits and tokenizer files (those named, else all) that no process is
+    building now; returns what was deleted."""
+    gone = []
+    for entry in cache_entries(root):
+        if names and entry["name"] not in names:
+            continue
+        path = Path(entry["path"])
+        lock = path.with_name(f".{path.name}.lock")
+        if lock.exists() and not _lock_owner_gone(lock):
+            log.warning(f"{path}: being prepared by another process now; left as it is")
+            continue
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        gone.append(entry["name"])
+    unknown = [n for n in names if n not in gone and not (Path(root) / n).exists()]
+    if unknown:
+        raise DataError(f"{root}: no entry {unknown[0]!r}; see `t2t cache list`")
+    return gone
+
+
 class Store:
     """The prepared splits and trained tokenizers of one recipe's data, under `root`."""
 
@@ -368,7 +418,7 @@ class Store:
 
     @classmethod
     def for_recipe(cls, recipe, task) -> "Store":
-        root = recipe.data.prepared_dir or os.path.join(recipe.output_dir, "prepared")
+        root = recipe.data.prepared_dir or cache_root()
         return cls(Path(os.path.expanduser(root)), task, recipe)
 
     # ------------------------------------------------------------------ tokenizers

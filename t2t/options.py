@@ -109,9 +109,10 @@ class DataOptions(Options):
                                              "(drawn with the seed; whole conversations for dialogue), so that "
                                              "data without a development split of its own keeps its test split "
                                              "out of checkpoint choice")
-    prepared_dir: Optional[str] = option(None, help="where prepared (encoded, memory-mapped) splits are kept "
-                                         "(default OUTPUT_DIR/prepared); runs and machines that share the folder "
-                                         "share them")
+    prepared_dir: Optional[str] = option(None, help="where prepared (encoded, memory-mapped) splits and trained "
+                                         "tokenizers are kept (default: a per-user cache, $T2T_CACHE/prepared or "
+                                         "~/.cache/t2t/prepared, see `t2t cache`); runs and machines that share "
+                                         "the folder share them")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,5 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from t2t.registry import Registry
 from t2t.testing import using_registry
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+# prepared data goes to a cache of this test session's own (subprocesses inherit it), not the user's
+os.environ["T2T_CACHE"] = tempfile.mkdtemp(prefix="t2t-test-cache-")
 
 SHARED_DATA = Path(os.environ.get("T2T_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

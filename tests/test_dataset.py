@@ -262,9 +262,20 @@ def test_prepare_command_reports_the_split_and_train_reuses_it(tmp_path, registr
     assert main(["prepare", str(path)]) == 0
     out = capsys.readouterr().out
     assert "train: 300 examples in " in out and "52 truncated" in out and "tokenizers: " in out
-    folder = next((tmp_path / "run" / "prepared").glob("train-*"))
+    from t2t.dataset import cache_root
+    folder = Path(out.split("train: 300 examples in ")[1].split(" (")[0])
+    assert folder.parent == cache_root() and folder.exists()       # the cache every run of this data shares
+    before = {e["name"] for e in dataset.cache_entries(cache_root())}
     assert main(["train", str(path)]) == 0
-    assert list((tmp_path / "run" / "prepared").glob("train-*")) == [folder]
+    assert {e["name"] for e in dataset.cache_entries(cache_root())} == before      # nothing prepared again
+    # a second run of another setting into another folder reuses the same split and tokenizers
+    assert main(["train", str(path), "model.hidden_dim=24", f"output_dir={tmp_path / 'other'}"]) == 0
+    assert {e["name"] for e in dataset.cache_entries(cache_root())} == before
+    assert main(["cache", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert folder.name in listed and "train: 300 examples" in listed
+    assert main(["cache", "clear", folder.name]) == 0 and not folder.exists()
+    assert main(["cache", "clear", "nothing-here"]) == 1
 
 
 def test_a_split_with_nothing_left_is_empty_not_an_error():

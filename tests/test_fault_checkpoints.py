@@ -85,10 +85,11 @@ def test_a_flipped_bit_or_a_cut_in_any_file_t2t_reads_is_one_message(tmp_path, r
     from t2t.recipe import load_recipe
     from t2t.testing import tiny_recipe
     from t2t.trainer import train
+    own = {"prepared_dir": str(tmp_path / "prepared")}
     recipe = load_recipe(tiny_recipe(output_dir=str(tmp_path / "run"), tokenizer={"name": "sentencepiece",
                                                                                    "vocab_size": 40},
-                                     train={"max_steps": 4, "validate_every": 2, "valid_max_sentences": 0,
-                                            "keep_last": 2}))
+                                     data=own, train={"max_steps": 4, "validate_every": 2, "valid_max_sentences": 0,
+                                                      "keep_last": 2}))
     train(recipe)
     checkpoints = sorted((tmp_path / "run" / "checkpoints").glob("step_*.pt"))
     good = ckpt.load(checkpoints[-1])
@@ -121,11 +122,11 @@ def test_a_flipped_bit_or_a_cut_in_any_file_t2t_reads_is_one_message(tmp_path, r
     checkpoints[-1].unlink()
     more = load_recipe(tiny_recipe(output_dir=str(tmp_path / "run"), tokenizer={"name": "sentencepiece",
                                                                                 "vocab_size": 40},
-                                   train={"max_steps": 4, "validate_every": 2, "valid_max_sentences": 0,
-                                          "keep_last": 2}))
+                                   data=own, train={"max_steps": 4, "validate_every": 2, "valid_max_sentences": 0,
+                                                    "keep_last": 2}))
     assert train(more, resume=True)["step"] == 4              # from step 2 again
     # the prepared tokenizers: damage is said and they are made again
-    prepared = tmp_path / "run" / "prepared"
+    prepared = tmp_path / "prepared"
     tokenizers = next(prepared.glob("tokenizers-*.pt"))
     flip_in_member(tokenizers, "data/0", offset=100)
     caplog.clear()

@@ -60,8 +60,30 @@ def test_page_decodes_and_draws_attention(toy_transformer, browser, tmp_path):
         shot = Path(os.environ.get("T2T_SCREENSHOT") or tmp_path / "page.png")
         browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
-        # a bad request shows the server's message
+        legend = browser.find_element(By.ID, "legend")
+        assert legend.is_displayed() and "attention weight" in legend.text and "0" in legend.text
+        status = browser.find_element(By.ID, "status").text
+        assert "beam 3, 3-best" in status                      # the beam the n-best widened, said
+        # a bad request shows the server's message, and the earlier results and status go
         browser.find_element(By.ID, "beam").send_keys("99")
         browser.find_element(By.ID, "submit").click()
         wait.until(lambda d: "beam" in d.find_element(By.ID, "error").text)
         assert "422" in browser.find_element(By.ID, "error").text
+        assert not browser.find_elements(By.CSS_SELECTOR, ".result")
+        assert not browser.find_element(By.ID, "attention").is_displayed()
+        assert "refused" in browser.find_element(By.ID, "status").text
+
+
+def test_page_fits_a_narrow_window(toy_transformer, browser):
+    run, _ = toy_transformer
+    app = create_app({"dates": load(run, device="cpu")}, ServeSettings())
+    with running_server(app) as url:
+        browser.set_window_size(420, 900)
+        browser.get(url)
+        wait = WebDriverWait(browser, 20)
+        wait.until(lambda d: d.find_element(By.ID, "model").get_attribute("value") == "dates")
+        width = browser.execute_script("return document.documentElement.clientWidth")
+        for element in ("submit", "card", "inputs"):
+            right = browser.execute_script(f"return document.getElementById('{element}').getBoundingClientRect().right")
+            assert right <= width, (element, right, width)
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= width     # no sideways scroll

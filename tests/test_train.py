@@ -173,7 +173,7 @@ def test_training_without_validation_averages_the_last_checkpoints(tmp_path, reg
                                        "keep_last": 1, "average_last": 3}))
     summary = train(r)
     run = tmp_path / "run"
-    assert set(read) == {"train"}           # streamed to train the tokenizer, then to prepare it
+    assert set(read) <= {"train"}           # the train split streamed (or found prepared); no valid split read
     assert summary["status"] == "max_steps" and summary["best"] is None
     index = json.loads((run / "checkpoints" / "index.json").read_text())
     assert [(e["name"], e["score"]) for e in index["checkpoints"]] == \

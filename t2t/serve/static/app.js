@@ -16,7 +16,7 @@ function showCard(card) {
   box.replaceChildren(text("h2", card.name));
   const rows = [["task", card.task], ["source", card.source], ["model", `${card.model.arch}, ${card.model.parameters.toLocaleString()} parameters`],
     ["tokenizer", `${card.tokenizer.name} (${card.tokenizer.source_vocab} / ${card.tokenizer.target_vocab})`],
-    ["decoding", `beam ${card.decode.beam}, length penalty ${card.decode.length_penalty}`],
+    ["decoding", `beam ${card.decode.beam} by default (a request for more n-best widens it), length penalty ${card.decode.length_penalty}`],
     ["data", Object.entries(card.data).filter(([, v]) => v !== null && v !== "").map(([k, v]) => `${k}: ${v}`).join(", ")]];
   for (const [split, s] of Object.entries(card.scores || {})) {
     const figures = Object.entries(s.metrics).map(([k, m]) => `${k} ${Number(m.value).toFixed(2)}`).join(", ");
@@ -87,6 +87,14 @@ function select(i) {
   if (r && r.output.attention) drawHeatmap(r.output.attention, `"${r.source}"`);
 }
 
+function clearResults(status) {
+  lastResults = [];
+  $("results").replaceChildren();
+  $("attention").hidden = true;
+  $("heatmap").dataset.drawn = "";
+  $("status").textContent = status;
+}
+
 async function generate() {
   const inputs = $("inputs").value.split("\n").filter((l) => l.trim() !== "");
   $("error").textContent = "";
@@ -102,7 +110,11 @@ async function generate() {
   try {
     const res = await fetch("/v1/generate", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
     const data = await res.json();
-    if (!res.ok) { $("error").textContent = `${res.status}: ${data.error || res.statusText}`; return; }
+    if (!res.ok) {
+      clearResults("the last request was refused");
+      $("error").textContent = `${res.status}: ${data.error || res.statusText}`;
+      return;
+    }
     lastResults = data.outputs.map((output, i) => ({ source: inputs[i], output }));
     const box = $("results");
     box.replaceChildren(...lastResults.map((r, i) => {
@@ -122,8 +134,11 @@ async function generate() {
       return div;
     }));
     select(0);
-    $("status").textContent = `decoded ${inputs.length} input${inputs.length > 1 ? "s" : ""} in ${data.batch.decode_ms.toFixed(0)} ms (batch of ${data.batch.sentences})`;
+    const d = data.decode;
+    const how = d.sampling ? "sampled" : `beam ${d.beam}${d.nbest > 1 ? `, ${d.nbest}-best` : ""}`;
+    $("status").textContent = `decoded ${inputs.length} input${inputs.length > 1 ? "s" : ""} (${how}) in ${data.batch.decode_ms.toFixed(0)} ms (batch of ${data.batch.sentences})`;
   } catch (e) {
+    clearResults("the last request failed");
     $("error").textContent = `request failed: ${e}`;
   } finally {
     $("submit").disabled = false;
