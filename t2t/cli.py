@@ -287,8 +287,12 @@ def _generate_chunk(pipe, lines, opts, args, out, first: bool) -> None:
 def cmd_serve(args) -> int:
     from t2t.serve import ServeSettings, serve
     fields = {f: getattr(args, f) for f in ServeSettings.__dataclass_fields__ if getattr(args, f, None) is not None}
+    try:
+        settings = ServeSettings(**fields)
+    except ValueError as e:                       # an option's bound (OptionError)
+        raise T2TError(f"--{getattr(e, 'key', '').replace('_', '-')}: {e}") from None
     serve(args.runs, host=args.host, port=args.port, device=args.device or "auto", data_dir=args.data_dir,
-          settings=ServeSettings(**fields), threads=args.threads)
+          settings=settings, threads=args.threads)
     return 0
 
 
@@ -487,19 +491,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
     p.add_argument("--data-dir", default=None, help="base folder for data.dir (default: $T2T_DATA)")
     p.add_argument("--threads", type=int, help="CPU threads for decoding")
-    from t2t.options import DecodeOptions, field_infos
-    precisions = next(f.choices for f in field_infos(DecodeOptions) if f.name == "precision")
-    p.add_argument("--precision", choices=precisions, help="decoding precision for every model (default: each recipe's)")
+    from t2t.options import field_infos
     from t2t.serve.settings import ServeSettings
-    d = ServeSettings()
-    p.add_argument("--max-inputs", type=int, help=f"inputs per request (default {d.max_inputs})")
-    p.add_argument("--max-input-tokens", type=int, help=f"source tokens per input (default {d.max_input_tokens})")
-    p.add_argument("--max-beam", type=int, help=f"largest beam or n-best a request may ask (default {d.max_beam})")
-    p.add_argument("--max-queue", type=int, help=f"sentences waiting per model before 503 (default {d.max_queue})")
-    p.add_argument("--max-wait-ms", type=float, help=f"how long a batch waits for more requests (default {d.max_wait_ms})")
-    p.add_argument("--max-batch-tokens", type=int, help=f"source tokens per batch (default {d.max_batch_tokens})")
-    p.add_argument("--max-batch-sentences", type=int, help=f"sentences per batch (default {d.max_batch_sentences})")
-    p.add_argument("--timeout-s", type=float, help=f"per-request timeout, 504 after it (default {d.timeout_s})")
+    for f in field_infos(ServeSettings):          # the server's limits, with their bounds and defaults
+        p.add_argument("--" + f.name.replace("_", "-"), type=f.type, choices=f.choices, default=None,
+                       help=_flag_help(f) + (f"; default {f.default}" if f.default is not None else ""))
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="export a Transformer run to CTranslate2, or a fine-tuned pretrained model "

@@ -38,6 +38,14 @@ class DecodeOptionError(T2TError):
         self.key, self.message = key, message
 
 
+class DecodeBudgetError(T2TError):
+    """A search stopped by its budget (`t2t.search.Budget`); `reason` is "tokens", "time" or "stopped"."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 class TrainingError(T2TError):
     """Training cannot go on (e.g. too many non-finite losses)."""
 

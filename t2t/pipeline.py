@@ -281,6 +281,13 @@ class Pipeline:
             opts.check()
         except OptionError as e:
             raise DecodeOptionError(e.key, e.message) from None
+        for key, check in (("source_lang", lambda c: self.src_tok and self.src_tok.with_lang(c)),
+                           ("target_lang", lambda c: self.tgt_tok.specials(c))):
+            if getattr(opts, key):
+                try:
+                    check(getattr(opts, key))
+                except T2TError as e:             # an unknown language, or a model without languages
+                    raise DecodeOptionError(key, str(e).removeprefix(f"decode.{key}: ")) from None
         return opts
 
     def request_options(self, beam: int | None = None, nbest: int | None = None, **overrides) -> DecodeOptions:
@@ -315,11 +322,12 @@ class Pipeline:
 
     @torch.no_grad()
     def search(self, sources: Sequence[Any], opts: DecodeOptions | None = None, seed: int | None = None,
-               need_attention: bool = False) -> list[list[Hypothesis]]:
-        """Hypotheses for each source, in input order; batches are formed from length-sorted inputs."""
+               need_attention: bool = False, budget: search.Budget | None = None) -> list[list[Hypothesis]]:
+        """Hypotheses for each source, in input order; batches are formed from length-sorted inputs.
+        A `budget` bounds the whole call (it raises DecodeBudgetError where it runs out)."""
         opts = opts or self.recipe.decode
         def decode(inputs, o):
-            return self.search(inputs, o, seed, need_attention)
+            return self.search(inputs, o, seed, need_attention, budget)
         if opts.mbr:
             return search.mbr(decode, sources, opts, self.detokenize, self.mbr_metric(opts.mbr_metric))
         if opts.sampling and opts.nbest > 1:
@@ -352,10 +360,16 @@ class Pipeline:
         for start in range(0, len(order), opts.max_sentences):
             idx = order[start: start + opts.max_sentences]
             batch = inputs.collate(idx, sp.pad, sp.bos, sp.eos, with_target=False).to(self.device)
-            hyps = generate(model, batch.src, batch.src_lengths, opts, specials, generator, need_attention)
+            hyps = generate(model, batch.src, batch.src_lengths, opts, specials, generator, need_attention, budget)
             for i, h in zip(batch.index, hyps):
                 out[i] = h
         return out
+
+    def output_tokens(self, source_lengths: Sequence[int], opts: DecodeOptions) -> int:
+        """The most output tokens decoding sources of these lengths may take: each one's maximum
+        length times the hypotheses it keeps (the beam, or the samples drawn)."""
+        limit = search.max_lengths(torch.tensor(list(source_lengths)), opts, self.model)
+        return int(limit.sum()) * (max(opts.nbest, 1) if opts.sampling else opts.beam)
 
     def min_lengths(self, source_lengths: Sequence[int], opts: DecodeOptions) -> list[int]:
         """The `min_len` each source of these lengths gets: the asked one, or less where its

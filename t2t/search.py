@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -17,6 +19,7 @@ import numpy as np
 
 import torch
 
+from t2t.errors import DecodeBudgetError
 from t2t.metric import Metric
 from t2t.models.base import Seq2Seq
 from t2t.options import MAX_OUTPUT_TOKENS, DecodeOptions
@@ -32,6 +35,28 @@ class Hypothesis:
     logprob: float
     token_logprobs: list[float] | None = None     # one per token, </s> included
     attention: torch.Tensor | None = None         # (len(tokens) + 1, S)
+
+
+@dataclass
+class Budget:
+    """Bounds on one search, checked at every step so that the search stops itself: output tokens
+    (hypothesis rows summed over steps), a deadline (time.monotonic()), and an event that stops it
+    at once (a server shutting down)."""
+
+    max_tokens: int | None = None
+    deadline: float | None = None
+    stop: threading.Event | None = None
+    used: int = 0
+
+    def spend(self, rows: int) -> None:
+        self.used += rows
+        if self.stop is not None and self.stop.is_set():
+            raise DecodeBudgetError("stopped", "decoding stopped: the server is shutting down")
+        if self.max_tokens is not None and self.used > self.max_tokens:
+            raise DecodeBudgetError("tokens", f"decoding stopped after {self.used:,} output tokens (the limit is "
+                                    f"{self.max_tokens:,})")
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise DecodeBudgetError("time", "decoding stopped: the batch ran past its time limit")
 
 
 @dataclass(frozen=True)
@@ -84,13 +109,14 @@ def min_lengths(limit: torch.Tensor, opts: DecodeOptions) -> torch.Tensor:
 @torch.no_grad()
 def generate(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, opts: DecodeOptions,
              specials: Specials = Specials(), generator: torch.Generator | None = None,
-             need_attention: bool = False) -> list[list[Hypothesis]]:
-    """Decode a batch with the settings in `opts`: nbest hypotheses for each source, best first."""
+             need_attention: bool = False, budget: Budget | None = None) -> list[list[Hypothesis]]:
+    """Decode a batch with the settings in `opts`: nbest hypotheses for each source, best first.
+    A `budget` stops it (DecodeBudgetError) where it runs out."""
     if opts.sampling:
-        return [[h] for h in sample(model, src, src_lengths, opts, specials, generator, need_attention)]
+        return [[h] for h in sample(model, src, src_lengths, opts, specials, generator, need_attention, budget)]
     if opts.beam == 1:
-        return [[h] for h in greedy(model, src, src_lengths, opts, specials, need_attention)]
-    return beam_search(model, src, src_lengths, opts, specials, need_attention)
+        return [[h] for h in greedy(model, src, src_lengths, opts, specials, need_attention, budget)]
+    return beam_search(model, src, src_lengths, opts, specials, need_attention, budget)
 
 
 def _penalize_(lp: torch.Tensor, step: int, hist: torch.Tensor, limit: torch.Tensor,
@@ -139,13 +165,13 @@ def _model_lp(lp: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor, opts: 
 
 
 @torch.no_grad()
-def greedy(model, src, src_lengths, opts, specials=Specials(), need_attention=False) -> list[Hypothesis]:
+def greedy(model, src, src_lengths, opts, specials=Specials(), need_attention=False, budget=None) -> list[Hypothesis]:
     """The most likely next token at every step."""
-    return _single_path(model, src, src_lengths, opts, specials, lambda lp: lp.argmax(-1), need_attention)
+    return _single_path(model, src, src_lengths, opts, specials, lambda lp: lp.argmax(-1), need_attention, budget)
 
 
 @torch.no_grad()
-def sample(model, src, src_lengths, opts, specials=Specials(), generator=None, need_attention=False):
+def sample(model, src, src_lengths, opts, specials=Specials(), generator=None, need_attention=False, budget=None):
     """Ancestral sampling with temperature, top-k and top-p (nucleus) filtering."""
 
     def choose(lp: torch.Tensor) -> torch.Tensor:
@@ -153,7 +179,7 @@ def sample(model, src, src_lengths, opts, specials=Specials(), generator=None, n
         probs = torch.softmax(logits, dim=-1)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
-    return _single_path(model, src, src_lengths, opts, specials, choose, need_attention)
+    return _single_path(model, src, src_lengths, opts, specials, choose, need_attention, budget)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -172,7 +198,7 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     return logits
 
 
-def _single_path(model, src, src_lengths, opts, sp, choose, need_attention) -> list[Hypothesis]:
+def _single_path(model, src, src_lengths, opts, sp, choose, need_attention, budget=None) -> list[Hypothesis]:
     b = src.shape[0]
     state = model.init_state(model.encode(src, src_lengths), need_attn=need_attention)
     limit = max_lengths(src_lengths, opts, model)
@@ -183,6 +209,8 @@ def _single_path(model, src, src_lengths, opts, sp, choose, need_attention) -> l
     attn = [] if need_attention else None
     out: list[Hypothesis | None] = [None] * b
     for step in range(int(limit.max())):
+        if budget is not None:
+            budget.spend(len(rows))
         logits, state = model.decode_step(prev, state)
         lp = log_probs(model, logits)
         _penalize_(lp, step, hist, limit[rows], opts, sp)
@@ -219,7 +247,8 @@ def _single_path(model, src, src_lengths, opts, sp, choose, need_attention) -> l
 
 
 @torch.no_grad()
-def beam_search(model, src, src_lengths, opts, sp=Specials(), need_attention=False) -> list[list[Hypothesis]]:
+def beam_search(model, src, src_lengths, opts, sp=Specials(), need_attention=False,
+                budget: Budget | None = None) -> list[list[Hypothesis]]:
     """Beam search over B x K rows at once, by one of two rules (`decode.rules`).
 
     At each step the 2K best extensions of a sentence's beams are ranked and the best K that do not
@@ -249,6 +278,8 @@ def beam_search(model, src, src_lengths, opts, sp=Specials(), need_attention=Fal
     kth_best = torch.full((b,), -math.inf, device=device)                # keep_best-th finished score
     for step in range(int(limit.max())):
         n = sent.shape[0]
+        if budget is not None:
+            budget.spend(n * width)
         logits, state = model.decode_step(prev, state)
         lp = log_probs(model, logits)                                     # (n*width, V)
         _penalize_(lp, step, hist, limit[sent].repeat_interleave(width), opts, sp)

@@ -231,3 +231,140 @@ def test_serve_on_a_busy_port_says_so_before_serving(pipe, capsys):
         assert main(["serve", str(p.checkpoint_path), "--port", str(port)]) == 1
     err = capsys.readouterr().err
     assert f"127.0.0.1:{port} is not free" in err and "serving" not in err
+
+
+def test_an_expensive_request_cannot_hold_up_another_client(pipe):
+    """One request whose batch would decode for long is stopped by the server's time budget (504)
+    while another client's request, arriving just after, is answered within a bound."""
+    import time
+    p, examples = pipe
+    slow = {"inputs": [e.source for e in examples[:32]], "beam": 16, "min_len": 400, "max_len_b": 400,
+            "max_len_a": 0}
+    with serving(p, max_decode_s=1.0, max_output_tokens=10_000_000) as url:
+        got = {}
+        t = threading.Thread(target=lambda: got.update(slow=post(url, slow)))
+        t.start()
+        time.sleep(0.2)
+        health = httpx.get(f"{url}/health").json()
+        started = time.perf_counter()
+        quick = post(url, {"inputs": ["July 4, 1998"]})
+        waited = time.perf_counter() - started
+        t.join()
+    assert health["models"]["dates"]["state"] == "decoding"
+    assert quick.status_code == 200 and waited < 4.0, waited
+    assert got["slow"].status_code == 504 and "longer than this server allows (1 s)" in got["slow"].json()["error"]
+
+
+def test_a_request_over_the_output_budget_is_refused_before_decoding(pipe):
+    p, _ = pipe
+    with serving(p) as url:
+        r = post(url, {"inputs": ["x", "y", "z", "w"], "min_len": 1000, "max_len_b": 4096, "max_len_a": 0, "beam": 16})
+    assert r.status_code == 422 and r.json()["field"] == "beam"
+    assert "up to 65,536 output tokens" in r.json()["error"] and "at most 50,000" in r.json()["error"]
+
+
+def test_a_body_slower_than_its_bound_gets_408(pipe):
+    import socket
+    import time
+    p, _ = pipe
+    with serving(p, body_timeout_s=0.5) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{\"inputs\": ")
+            started = time.perf_counter()
+            answer = sock.recv(4096).decode()
+            waited = time.perf_counter() - started
+    assert answer.startswith("HTTP/1.1 408") and "did not arrive within 0.5 s" in answer and waited < 3
+
+
+def test_health_tells_a_stalled_model(pipe):
+    import time
+    p, examples = pipe
+    slow = {"inputs": [e.source for e in examples[:32]], "beam": 16, "min_len": 300, "max_len_b": 300,
+            "max_len_a": 0}
+    app = create_app({"dates": p}, ServeSettings(max_decode_s=30.0, max_output_tokens=10_000_000))
+    app.state.models["dates"].batcher.stall_s = 0.3           # as if a step had hung past the budget
+    with running_server(app) as url:
+        t = threading.Thread(target=lambda: post(url, slow))
+        t.start()
+        time.sleep(0.8)
+        r = httpx.get(f"{url}/health")
+        t.join()
+        assert httpx.get(f"{url}/health").json()["models"]["dates"]["state"] == "idle"
+    assert r.status_code == 503 and r.json()["status"] == "stalled"
+    assert r.json()["models"]["dates"]["state"] == "stalled"
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_server_within_its_bound(toy_transformer, tmp_path):
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    run, examples = toy_transformer
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "t2t.cli", "serve", str(run), "--port", str(port),
+                             "--shutdown-s", "3", "--max-decode-s", "60", "--max-output-tokens", "10000000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        slow = {"inputs": [e.source for e in examples[:64]], "beam": 16, "min_len": 1000, "max_len_b": 1000,
+                "max_len_a": 0}
+        got = {}
+        t = threading.Thread(target=lambda: got.update(r=httpx.post(f"{url}/v1/generate", json=slow, timeout=60)))
+        t.start()
+        time.sleep(1.0)
+        started = time.time()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        stopped = time.time() - started
+        t.join(timeout=20)
+    finally:
+        proc.kill()
+    assert stopped < 10, stopped                                   # 3 s of grace, then the batch is stopped
+    assert got.get("r") is not None and got["r"].status_code in (503, 504), got
+
+
+def test_requests_generated_from_the_openapi_schema_never_get_5xx(pipe):
+    """schemathesis generates requests from the server's own OpenAPI schema, valid and invalid
+    (wrong types, out-of-range values, missing and unknown fields): no 5xx, every 422 names its
+    field, every other 4xx says why."""
+    schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed (pip install 't2t[test]')")
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+    p, _ = pipe
+    with serving(p, max_inputs=4, timeout_s=10, max_decode_s=2.0) as url:
+        schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+        schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+        problems, seen = [], set()
+        for result in schema.get_all_operations():
+            operation = result.ok()
+
+            @settings(max_examples=120 if "generate" in operation.label else 15, deadline=None, database=None,
+                      suppress_health_check=list(HealthCheck))
+            @given(case=operation.as_strategy())
+            def check(case):
+                response = case.call(timeout=30)
+                seen.add(response.status_code)
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = {}
+                if (response.status_code >= 500 or (response.status_code == 422 and not body.get("field"))
+                        or (400 <= response.status_code < 500 and not body.get("error"))):
+                    problems.append((operation.label, response.status_code, getattr(case, "body", None),
+                                     response.text[:300]))
+            check()
+    assert not problems, problems[:5]
+    assert {200, 422} <= seen, seen                           # both kinds were exercised

@@ -17,11 +17,13 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
-from t2t.errors import DecodeOptionError, T2TError, did_you_mean
+from t2t.errors import DecodeBudgetError, DecodeOptionError, T2TError, did_you_mean
 from t2t.pipeline import Pipeline
+from t2t.search import Budget
 from t2t.serve.batcher import Batcher, QueueFull
 from t2t.serve.settings import ServeSettings
 
@@ -51,13 +53,15 @@ class ServedModel:
         self.max_tokens = min(settings.max_input_tokens, most) if most else settings.max_input_tokens
         self.batcher = Batcher(self._decode, name, max_wait_ms=settings.max_wait_ms,
                                max_batch_tokens=settings.max_batch_tokens,
-                               max_batch_sentences=settings.max_batch_sentences, max_queue=settings.max_queue)
+                               max_batch_sentences=settings.max_batch_sentences, max_queue=settings.max_queue,
+                               stall_s=settings.max_decode_s + 5.0)
         self.card = model_card(name, pipe)
 
     def _decode(self, inputs: list[str], key: "JobKey") -> list[dict]:
         """On the decoding thread: hypotheses (and attention) as plain data."""
         opts, attention, seed = key.opts, key.attention, key.seed
-        results = self.pipe.search(inputs, opts, seed=seed, need_attention=attention)
+        budget = Budget(deadline=time.monotonic() + self.settings.max_decode_s, stop=self.batcher.stopping)
+        results = self.pipe.search(inputs, opts, seed=seed, need_attention=attention, budget=budget)
         vocab = self.pipe.tgt_tok.vocab.tokens
         out = []
         for source, hyps in zip(inputs, results):
@@ -111,27 +115,45 @@ def model_card(name: str, pipe: Pipeline) -> dict:
             "checkpoint": str(ckpt) if ckpt else None, "scores": scores, "recipe": r.to_yaml()}
 
 
-class BodyLimit:
-    """ASGI middleware: a POST must say its length (411 otherwise) and stay within the limit (413),
-    checked before the body is read. (Plain ASGI: Starlette's BaseHTTPMiddleware cost a third of
-    the event loop's time per request under load.)"""
+class BodyGuard:
+    """ASGI middleware: a POST must say its length (411 otherwise), stay within the limit (413) and
+    arrive whole within `timeout` seconds (408), checked before the app sees it; the body is then
+    handed on as one message. (Plain ASGI: Starlette's BaseHTTPMiddleware cost a third of the
+    event loop's time per request under load.)"""
 
-    def __init__(self, app, limit: int, error):
-        self.app, self.limit, self.error = app, limit, error
+    def __init__(self, app, limit: int, timeout: float, error):
+        self.app, self.limit, self.timeout, self.error = app, limit, timeout, error
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
-            headers = dict(scope["headers"])
-            size = headers.get(b"content-length")
-            if size is None or not size.isdigit():
-                answer = self.error(411, "the request must say its length (Content-Length)")
-            elif int(size) > self.limit:
-                answer = self.error(413, f"the request body is {int(size)} bytes; this server takes at most {self.limit}")
-            else:
-                answer = None
-            if answer is not None:
-                return await answer(scope, receive, send)
-        return await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        size = dict(scope["headers"]).get(b"content-length")
+        if size is None or not size.isdigit():
+            return await self.error(411, "the request must say its length (Content-Length)")(scope, receive, send)
+        if int(size) > self.limit:
+            return await self.error(413, f"the request body is {int(size)} bytes; this server takes at most "
+                                         f"{self.limit}")(scope, receive, send)
+        chunks, deadline = [], time.monotonic() + self.timeout
+        try:
+            while True:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
+                if message["type"] == "http.disconnect":
+                    return
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    break
+        except asyncio.TimeoutError:
+            return await self.error(408, f"the request body did not arrive within {self.timeout:g} s")(
+                scope, receive, send)
+        body, sent = b"".join(chunks), False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+        return await self.app(scope, replay, send)
 
 
 # decoding settings a request may not set: the server's own (batch size, precision), or not served
@@ -220,7 +242,7 @@ def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSetti
                 await asyncio.to_thread(m.warm_up)
         yield
         for m in served.values():
-            m.batcher.close()
+            m.batcher.close(wait_s=s.shutdown_s)
 
     app = FastAPI(title="t2t", description="Decode with trained t2t models.", lifespan=lifespan)
     app.state.models = served
@@ -256,7 +278,7 @@ def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSetti
                 message = f"the request body is not UTF-8 text (byte {e.start}); send JSON encoded as UTF-8"
         return error(exc.status_code, message, headers=getattr(exc, "headers", None))
 
-    app.add_middleware(BodyLimit, limit=s.max_body_bytes, error=error)
+    app.add_middleware(BodyGuard, limit=s.max_body_bytes, timeout=s.body_timeout_s, error=error)
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -264,11 +286,17 @@ def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSetti
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.get("/health")
+    @app.get("/health", responses={503: {"description": "a model's decoding has stalled"}})
     async def health():
-        return {"status": "ok", "models": {n: {"queued_sentences": m.batcher.pending, "batches": m.batcher.batches,
-                                               "sentences": m.batcher.sentences, "queue_limit": s.max_queue}
-                                           for n, m in served.items()}}
+        """Each model's state (idle, decoding, or stalled: one batch past --max-decode-s and more)
+        and queue; 503 while any model is stalled."""
+        states = {n: m.batcher.state for n, m in served.items()}
+        stalled = [n for n, state in states.items() if state == "stalled"]
+        body = {"status": "stalled" if stalled else "ok",
+                "models": {n: {"state": states[n], "queued_sentences": m.batcher.pending, "batches": m.batcher.batches,
+                               "sentences": m.batcher.sentences, "queue_limit": s.max_queue}
+                           for n, m in served.items()}}
+        return JSONResponse(body, 503 if stalled else 200)
 
     @app.get("/v1/models")
     async def list_models():
@@ -308,6 +336,13 @@ def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSetti
                              f"inputs.{i}")
             tokens += max(n, 1)
             lengths.append(max(n, 1))
+        most = m.pipe.output_tokens(lengths, opts)
+        if most > s.max_output_tokens:
+            given = req.model_fields_set
+            field = next((f for f in ("beam", "nbest", "max_len_b", "max_len_a", "min_len") if f in given), "inputs")
+            return error(422, f"{field}: this request may decode up to {most:,} output tokens (each input's maximum "
+                         f"length times the beam); this server takes at most {s.max_output_tokens:,}: lower the beam, "
+                         f"max_len_a or max_len_b, or send fewer inputs", field)
         seed = req.seed if opts.sampling else None
         key = JobKey(opts, req.attention, seed, object() if seed is not None else None)
         try:
@@ -319,6 +354,13 @@ def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSetti
         except asyncio.TimeoutError:
             m.batcher.cancel(job)
             return error(504, f"not decoded within {s.timeout_s:g} s")
+        except QueueFull as e:                         # the server shut down before decoding it
+            return error(503, str(e))
+        except DecodeBudgetError as e:
+            if e.reason == "stopped":
+                return error(503, str(e))
+            return error(504, f"decoding this request's batch took longer than this server allows "
+                         f"({s.max_decode_s:g} s); ask for less: fewer or shorter inputs, a smaller beam")
         except T2TError as e:
             return error(422, str(e))
         if opts.min_len:                               # where an input's maximum length wins, say so
@@ -361,7 +403,26 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, device: s
     app = create_app(load_models(specs, device, data_dir), settings)
     _check_port(host, port)                    # loading takes a while: ask again just before saying so
     log.info(f"serving {', '.join(app.state.models)} on http://{host}:{port}/ (API: /v1/generate, docs: /docs)")
-    uvicorn.run(app, host=host, port=port, log_level=os.environ.get("T2T_SERVE_LOG", "warning"))
+    config = uvicorn.Config(app, host=host, port=port, log_level=os.environ.get("T2T_SERVE_LOG", "warning"),
+                            timeout_graceful_shutdown=settings.shutdown_s + 2.0)
+    models = list(app.state.models.values())
+
+    class DrainingServer(uvicorn.Server):
+        """SIGTERM or Ctrl-C: new requests get 503 at once, the accepted ones have shutdown_s to be
+        decoded, then the batch in progress stops and what is left gets 503; uvicorn then closes
+        the connections and the process exits."""
+
+        def handle_exit(self, sig, frame):
+            if not self.should_exit:
+                import threading
+                for m in models:
+                    m.batcher.draining = True
+                timer = threading.Timer(settings.shutdown_s, lambda: [m.batcher.close(wait_s=0.0) for m in models])
+                timer.daemon = True
+                timer.start()
+            super().handle_exit(sig, frame)
+
+    DrainingServer(config).run()
 
 
 def _check_port(host: str, port: int) -> None:

@@ -17,6 +17,8 @@ import time
 from collections import deque
 from typing import Any, Callable, Hashable, Sequence
 
+from t2t.errors import T2TError
+
 log = logging.getLogger("t2t")
 
 
@@ -60,8 +62,9 @@ class Batcher:
 
     def __init__(self, decode: Callable[[list, Hashable], list], name: str = "model", *,
                  max_wait_ms: float = 5.0, max_batch_tokens: int = 4096, max_batch_sentences: int = 64,
-                 max_queue: int = 256):
+                 max_queue: int = 256, stall_s: float = 15.0):
         self.decode, self.name = decode, name
+        self.stall_s = stall_s                # a batch decoding longer than this counts as stalled
         self.max_wait = max_wait_ms / 1000.0
         self.max_batch_tokens, self.max_batch_sentences = max_batch_tokens, max_batch_sentences
         self.max_queue = max_queue
@@ -69,6 +72,9 @@ class Batcher:
         self.batches = self.sentences = 0     # decoded so far
         self._jobs: deque[Job] = deque()
         self._free_since = 0.0                # when the last batch was decoded
+        self.busy_since: float | None = None  # when the batch being decoded started (time.monotonic())
+        self.stopping = threading.Event()     # set by close(): a search in progress stops at its next step
+        self.draining = False                 # shutting down: no new jobs, the accepted ones go on
         self._cond = threading.Condition()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name=f"t2t-decode-{name}", daemon=True)
@@ -79,7 +85,7 @@ class Batcher:
         """Queue a job (called on the event loop); raises QueueFull when it does not fit."""
         loop = asyncio.get_running_loop()
         with self._cond:
-            if self._stop:
+            if self._stop or self.draining:
                 raise QueueFull("the server is shutting down")
             if self.pending + len(inputs) > self.max_queue:
                 raise QueueFull(f"model '{self.name}' has {self.pending} sentences queued (limit {self.max_queue})")
@@ -97,11 +103,26 @@ class Batcher:
                 self._jobs.remove(job)
                 self.pending -= len(job.inputs)
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 10.0) -> None:
+        """Stop: the batch being decoded stops at its next step and its jobs, and those still queued,
+        fail (the server is shutting down); waits at most `wait_s` for the thread."""
         with self._cond:
             self._stop = True
+            self.stopping.set()
+            queued, self._jobs = list(self._jobs), deque()
+            self.pending -= sum(len(j.inputs) for j in queued)
             self._cond.notify_all()
-        self._thread.join(timeout=30)
+        for job in queued:
+            job.resolve(error=QueueFull("the server is shutting down"))
+        self._thread.join(timeout=wait_s)
+
+    @property
+    def state(self) -> str:
+        """idle, or decoding (a batch started less than `stall_s` ago), or stalled."""
+        since = self.busy_since
+        if since is None:
+            return "idle"
+        return "stalled" if time.monotonic() - since > self.stall_s else "decoding"
 
     # ------------------------------------------------------------------ decoding thread
     def _take(self) -> list[Job] | None:
@@ -147,11 +168,16 @@ class Batcher:
                 continue
             inputs = [x for j in jobs for x in j.inputs]
             start = time.perf_counter()
+            self.busy_since = time.monotonic()
             try:
                 results, error = self.decode(inputs, jobs[0].key), None
+            except T2TError as e:           # a request's own problem (e.g. its budget ran out)
+                results, error = None, e
             except Exception as e:          # answered to each client of the batch; the thread goes on
                 log.exception(f"serve: decoding a batch for model '{self.name}' failed")
                 results, error = None, e
+            finally:
+                self.busy_since = None
             done = time.perf_counter()
             with self._cond:
                 self._free_since = done
