@@ -111,7 +111,7 @@ def main() -> None:
     import torch
     import t2t
     from t2t.evaluation import evaluate, metric_objects, run_dir_of, score_texts
-    from t2t.pipeline import build_task
+    from t2t.assembly import build_task
     from t2t.registry import get_registry
     if args.threads:
         torch.set_num_threads(args.threads)

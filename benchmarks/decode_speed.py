@@ -99,7 +99,7 @@ def worker_t2t(size: str, beam: int, threads: int, n: int, precision: str = "fp3
     if precision == "bf16":                      # what decode.precision: bf16 does: bf16 weights
         model = model.to(torch.bfloat16)
     elif precision == "int8":                    # what decode.precision: int8 does
-        from t2t.pipeline import int8_copy
+        from t2t.device import int8_copy
         model = int8_copy(model)
     opts = DecodeOptions(beam=beam, min_len=OUT_LEN, max_len_a=0.0, max_len_b=OUT_LEN + 1, length_penalty=1.0)
     return time_t2t(model, opts, None, sources(n))

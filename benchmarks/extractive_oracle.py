@@ -21,7 +21,7 @@ from pathlib import Path
 from nltk.stem import porter
 from rouge_score import tokenize
 
-from t2t.pipeline import build_task
+from t2t.assembly import build_task
 from t2t.recipe import load_recipe
 from t2t.registry import get_registry
 

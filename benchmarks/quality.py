@@ -35,7 +35,7 @@ def machine(threads: int | None = None) -> str:
                 break
     except OSError:
         pass
-    from t2t.pipeline import fast_bf16
+    from t2t.device import fast_bf16
     threads = threads or torch.get_num_threads()
     # the vector unit decides the figures: without native bf16 the bf16 recipes train in fp32
     isa = f"{torch.backends.cpu.get_cpu_capability()}{', native bf16' if fast_bf16(torch.device('cpu')) else ''}"

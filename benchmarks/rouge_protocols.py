@@ -57,7 +57,7 @@ def main() -> None:
     if not (args.reuse and (out / f"{args.split}.hyp").exists()):
         report = evaluate(args.checkpoint, recipe, split=args.split, data_dir=args.data_dir, baselines=args.baseline)
         out = Path(report["outputs"]["report"]).parent
-    from t2t.pipeline import build_task
+    from t2t.assembly import build_task
     examples = build_task(recipe, get_registry(), args.data_dir).examples(args.split)
     refs = [list(ex.refs) for ex in examples]
     own = [[ex.target] for ex in examples]

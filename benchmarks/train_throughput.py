@@ -88,7 +88,7 @@ def worker_t2t(size: str, precision: str, threads: int, device: str = "cpu", max
         def read(self, split):
             import random
             rng = random.Random(split)
-            for i in range(self.options.size if split == "train" else 4):
+            for _i in range(self.options.size if split == "train" else 4):
                 yield t2t.Example(" ".join(f"w{rng.randrange(VOCAB - 4)}" for _ in range(LENGTH)),
                                   " ".join(f"w{rng.randrange(VOCAB - 4)}" for _ in range(LENGTH - 1)))
 
@@ -140,7 +140,7 @@ def worker_hf(size: str, precision: str, threads: int) -> dict:
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     warm, measured = STEPS[size]
     times = []
-    for i in range(warm + measured):
+    for _i in range(warm + measured):
         t = time.perf_counter()
         with torch.autocast("cpu", dtype=dtype, enabled=precision == "bf16"):
             logits = model(input_ids=src, attention_mask=mask, decoder_input_ids=tgt).logits

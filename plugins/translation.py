@@ -48,7 +48,7 @@ class Translation(t2t.Task):
             rows = read_parallel(self.path(f"{stem}.{o.source}"), self.path(f"{stem}.{o.target}"), self.problems)
         else:
             rows = self._rows(self.path(f"{stem}.{o.format}"))
-        for i, (src, tgt, where) in enumerate(rows):
+        for _i, (src, tgt, where) in enumerate(rows):
             if split == "train" and not self._keep(src, tgt):
                 continue
             yield t2t.Example(src, tgt, id=where)

@@ -6,18 +6,19 @@ and the option helpers; users call `load_recipe`, `train`, `evaluate` and `load`
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
 
-from t2t.errors import (CheckpointError, DataError, PluginError, RecipeError, T2TError,  # noqa: E402
+from t2t.version import __version__
+from t2t.errors import (CheckpointError, DataError, PluginError, RecipeError, T2TError,
                         TrainingError)
-from t2t.hookspecs import hookimpl  # noqa: E402
-from t2t.metric import Metric, Score  # noqa: E402
-from t2t.options import (DataOptions, DecodeOptions, MetricOptions, ModelOptions, OptionError, Options,  # noqa: E402,E501
+from t2t.hookspecs import hookimpl
+from t2t.metric import Metric, Score
+from t2t.options import (DataOptions, DecodeOptions, MetricOptions, ModelOptions, OptionError, Options,  # noqa: E501
                          TokenizerOptions, TrainOptions, option)
-from t2t.recipe import Recipe, load_recipe  # noqa: E402
-from t2t.task import Example, Task  # noqa: E402
-from t2t.tokenizer import Tokenizer  # noqa: E402
-from t2t.vocab import Vocab  # noqa: E402
+from t2t.recipe import Recipe, load_recipe
+from t2t.task import Example, Task
+from t2t.tokenizer import Tokenizer
+from t2t.vocab import Vocab
 
 _LAZY = {"train": ("t2t.trainer", "train"), "evaluate": ("t2t.evaluation", "evaluate"),
          "load": ("t2t.pipeline", "load"), "Pipeline": ("t2t.pipeline", "Pipeline"),
@@ -26,7 +27,6 @@ _LAZY = {"train": ("t2t.trainer", "train"), "evaluate": ("t2t.evaluation", "eval
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 't2t' has no attribute '{name}'")

@@ -14,14 +14,18 @@ import json
 import logging
 import os
 import pickle
+import random
 import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import torch
 
+from t2t import pretrained
 from t2t.errors import CheckpointError
+from t2t.lora import is_adapter
 from t2t.metric import improves
 from t2t.pretrained.folder import is_pretrained_folder
 
@@ -95,9 +99,9 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict:
     path = Path(path)
     if path.is_dir():
         path = resolve(path)
-    if is_pretrained_folder(path):                   # a pretrained model's folder reads as a checkpoint
-        from t2t import pretrained
-        return pretrained.checkpoint(path)
+    if is_pretrained_folder(path):
+        raise CheckpointError(f"{path}: a pretrained folder, not a checkpoint file; t2t.assembly.read_checkpoint "
+                              f"reads both")
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint")
     if path.is_file() and not zipfile.is_zipfile(path):  # torch.save writes a zip archive: these bytes are not one
@@ -120,7 +124,6 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict:
                               f"understands ({VERSION}); upgrade t2t")
     verify(data, path)
     if "lora_base" in data:
-        from t2t import pretrained
         return pretrained.complete_lora_checkpoint(data, path)
     return data
 
@@ -134,8 +137,8 @@ def verify(data: dict, path: Path) -> None:
         return
     if content_digest(data) != recorded:
         run = path.parent.parent if path.parent.name == "checkpoints" else None
-        hint = (f"it is damaged (a flipped bit or a partial copy): use a trusted copy, or delete it and take "
-                f"another checkpoint of the run" + (f" (t2t train --resume then continues from the one before; "
+        hint = ("it is damaged (a flipped bit or a partial copy): use a trusted copy, or delete it and take "
+                "another checkpoint of the run" + (f" (t2t train --resume then continues from the one before; "
                                                      f"`ls {path.parent}`)" if run else ""))
         raise CheckpointError(f"{path}: its contents do not match the checksum written with them; {hint}")
 
@@ -176,7 +179,7 @@ def resolve(path: Path, which: str = "best") -> Path:
     if not path.exists():
         raise CheckpointError(f"{path}: no such run directory or checkpoint")
     if is_pretrained_folder(path):
-        return path                                  # read by `load` through t2t.pretrained
+        return path                                  # read by t2t.assembly.read_checkpoint
     index = read_index(path)
     average = index.get("average")
     if which == "best" and average and average.get("used", True):
@@ -264,7 +267,6 @@ def average(paths: Iterable[Path]) -> dict:
     out = {k: v for k, v in first.items() if k != "train_state"}
     out["model"] = {k: (v / len(paths)).to(dtypes[k]) if v.is_floating_point() else v for k, v in total.items()}
     if "lora_base" in out:              # adapters averaged; the base stays the pretrained folder's
-        from t2t.lora import is_adapter
         out["model"] = {k: v for k, v in out["model"].items() if is_adapter(k)}
     out["averaged_from"] = [str(p) for p in paths]
     return out
@@ -272,9 +274,6 @@ def average(paths: Iterable[Path]) -> dict:
 
 def plain_rng_state() -> dict[str, Any]:
     """Every RNG's state as tensors and plain values (so weights_only loading accepts it)."""
-    import random
-
-    import numpy as np
     np_state = np.random.get_state()
     state = {"torch": torch.get_rng_state(), "python": random.getstate(),
              "numpy": [np_state[0], torch.from_numpy(np_state[1].astype("int64")), *np_state[2:]]}
@@ -284,9 +283,6 @@ def plain_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict) -> None:
-    import random
-
-    import numpy as np
     torch.set_rng_state(state["torch"])
     random.setstate(_tuples(state["python"]))
     kind, keys, *rest = state["numpy"]
@@ -297,3 +293,15 @@ def restore_rng_state(state: dict) -> None:
 
 def _tuples(x):
     return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def same_data(a: Any, b: Any) -> bool:
+    """Equality of nested plain data that may hold tensors."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+                and bool((a == b).all()))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_data(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_data(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b

@@ -13,10 +13,28 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from tqdm import tqdm
+
+from t2t import checkpoint as ckpt
+from t2t.assembly import prepare
+from t2t.dataset import cache_clear, cache_entries, cache_root
 from t2t.errors import T2TError
+from t2t.evaluation import evaluate
+from t2t.export import export
 from t2t.hookspecs import hookimpl
+from t2t.options import DecodeOptions, field_infos
+from t2t.pipeline import load
+from t2t.plot import plot_attention, plot_curves
+from t2t.recipe import load_recipe
+from t2t.registry import KINDS, get_registry
+from t2t.scaffold import new_plugin
+from t2t.scoring import score_files
+from t2t.serve.settings import ServeSettings
+from t2t.trainer import train
+from t2t.version import __version__
 
 log = logging.getLogger("t2t")
 
@@ -28,7 +46,6 @@ class _TqdmHandler(logging.Handler):
     """Log lines that do not break an active progress bar."""
 
     def emit(self, record):
-        from tqdm import tqdm
         tqdm.write(self.format(record), file=sys.stderr)
 
 
@@ -47,7 +64,6 @@ class ProgressBar:
 
     @hookimpl
     def t2t_run_start(self, run):
-        from tqdm import tqdm
         if run.rank == 0:
             self.bar = tqdm(total=run.total_steps, initial=run.step, unit="step", dynamic_ncols=True,
                             file=sys.stderr, disable=None)
@@ -67,12 +83,10 @@ class ProgressBar:
 
 
 def _registry():
-    from t2t.registry import get_registry
     return get_registry()
 
 
 def _load_recipe(args):
-    from t2t.recipe import load_recipe
     return load_recipe(args.recipe, args.overrides)
 
 
@@ -83,7 +97,6 @@ def cmd_train(args) -> int:
     if ((args.nproc and args.nproc > 1) or (args.nnodes and args.nnodes > 1)) and "WORLD_SIZE" not in os.environ:
         return _relaunch(args)
     recipe = _load_recipe(args)
-    from t2t.trainer import train
     summary = _with_progress(lambda: train(recipe, data_dir=args.data_dir, device=args.device, resume=args.resume,
                                            reset=_split(args.reset), overwrite=args.overwrite))
     _print_summary(summary)
@@ -132,7 +145,6 @@ _LAUNCH_FLAGS = ("--nproc", "--nnodes", "--node-rank", "--master")
 
 def cmd_prepare(args) -> int:
     recipe = _load_recipe(args)
-    from t2t.trainer import prepare
     summary = prepare(recipe, data_dir=args.data_dir)
     for name, info in summary["splits"].items():
         c = info["counts"]
@@ -154,7 +166,6 @@ def _print_summary(summary: dict) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from t2t.evaluation import evaluate
     recipe = _load_recipe(args) if args.recipe else None
     if args.checkpoint is None and (recipe is None or not args.baseline):
         raise T2TError("evaluate needs --checkpoint RUN, or a recipe with --baseline NAME")
@@ -181,8 +192,6 @@ def _print_report(report: dict) -> None:
 
 def cmd_run(args) -> int:
     recipe = _load_recipe(args)
-    from t2t.evaluation import evaluate
-    from t2t.trainer import train
     summary = _with_progress(lambda: train(recipe, data_dir=args.data_dir, device=args.device, resume=args.resume,
                                            overwrite=args.overwrite))
     _print_summary(summary)
@@ -194,7 +203,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from t2t.pipeline import load
     pipe = load(args.checkpoint, device=args.device, data_dir=args.data_dir)
     opts = pipe.decode_options(**_decode_overrides(args))
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
@@ -276,7 +284,6 @@ def _generate_chunk(pipe, lines, opts, args, out, first: bool) -> None:
             out.write(texts[0] + "\n")
         out.flush()
     if need_attn:
-        from t2t.plot import plot_attention
         hyp = results[0][0]
         tgt_pieces = [pipe.tgt_tok.vocab.tokens[i] for i in hyp.tokens] + ["</s>"]
         src_pieces = pipe.src_tok.tokenize(pipe.src_tok.normalize(lines[0])) if pipe.src_tok else None
@@ -285,7 +292,7 @@ def _generate_chunk(pipe, lines, opts, args, out, first: bool) -> None:
 
 
 def cmd_serve(args) -> int:
-    from t2t.serve import ServeSettings, serve
+    from t2t.serve import serve           # the app needs the serve extra: imported when asked for
     fields = {f: getattr(args, f) for f in ServeSettings.__dataclass_fields__ if getattr(args, f, None) is not None}
     try:
         settings = ServeSettings(**fields)
@@ -297,21 +304,18 @@ def cmd_serve(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from t2t.export import export
     out = export(args.run, args.out, format=args.format, quantization=args.quantization, force=args.force)
     print(f"exported {args.run} to {out} ({args.format}{', ' + args.quantization if args.quantization else ''})")
     return 0
 
 
 def cmd_cache(args) -> int:
-    from t2t.dataset import cache_clear, cache_entries, cache_root
     root = Path(args.dir) if args.dir else cache_root()
     if args.action == "clear":
         gone = cache_clear(root, args.names)
         print(f"deleted {len(gone)} entr{'y' if len(gone) == 1 else 'ies'} of {root}")
         return 0
     entries = cache_entries(root)
-    import time
     for e in entries:
         what = f"{e['split']}: {e['examples']:,} examples" if e.get("split") else e["kind"]
         print(f"{e['name']:<34} {e['bytes'] / 2**20:10,.1f} MiB  used {time.strftime('%Y-%m-%d %H:%M', time.localtime(e['used']))}"
@@ -333,7 +337,6 @@ def cmd_plugins(args) -> int:
             for kind, names in p["registered"].items():
                 print(f"  {kind}: {', '.join(names)}")
     else:
-        from t2t.registry import KINDS
         for kind in KINDS:
             entries = reg.entries(kind)
             print(f"{kind}:")
@@ -347,7 +350,6 @@ def cmd_plugins(args) -> int:
 
 
 def cmd_average(args) -> int:
-    from t2t import checkpoint as ckpt
     paths = [Path(p) for p in args.checkpoints]
     if len(paths) == 1 and paths[0].is_dir():
         found = (ckpt.best_checkpoints(paths[0], args.best) if args.best
@@ -364,21 +366,18 @@ def cmd_average(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from t2t.plot import plot_curves
     out = args.output or str(Path(args.run_dir) / "curves.png")
     print(f"wrote {plot_curves(Path(args.run_dir), Path(out))}")
     return 0
 
 
 def cmd_new_plugin(args) -> int:
-    from t2t.scaffold import new_plugin
     root = new_plugin(args.name, args.kind, args.dir)
     print(f"created {root}: pip install -e {root} && t2t plugins && python -m pytest {root}/tests")
     return 0
 
 
 def cmd_score(args) -> int:
-    from t2t.scoring import score_files
     report = score_files(args.hyp, args.ref, _split(args.metrics), hyp2=args.hyp2, bootstrap=args.bootstrap,
                          seed=args.seed)
     print(json.dumps(report, indent=1, ensure_ascii=False) if args.json else report["text"])
@@ -394,7 +393,6 @@ def _split(text: str | None) -> list[str]:
 
 def _decode_overrides(args) -> dict:
     """The decoding flags given on the command line (None: the recipe's value)."""
-    from t2t.options import DecodeOptions, field_infos
     return {f.name: getattr(args, f.name, None) for f in field_infos(DecodeOptions)}
 
 
@@ -407,7 +405,6 @@ def _flag_help(f) -> str:
 
 def _add_decode_flags(p: argparse.ArgumentParser) -> None:
     """One flag per `decode:` key, generated from DecodeOptions (types, choices, bounds, help)."""
-    from t2t.options import DecodeOptions, field_infos
     g = p.add_argument_group("decoding (override the recipe's decode section)")
     for f in field_infos(DecodeOptions):
         flag = "--" + f.name.replace("_", "-")
@@ -430,7 +427,6 @@ def _add_common(p: argparse.ArgumentParser, recipe: bool | str = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from t2t import __version__
     parser = argparse.ArgumentParser(prog="t2t", description="plugin-based text-to-text framework")
     parser.add_argument("--version", action="version", version=f"t2t {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -491,8 +487,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
     p.add_argument("--data-dir", default=None, help="base folder for data.dir (default: $T2T_DATA)")
     p.add_argument("--threads", type=int, help="CPU threads for decoding")
-    from t2t.options import field_infos
-    from t2t.serve.settings import ServeSettings
     for f in field_infos(ServeSettings):          # the server's limits, with their bounds and defaults
         p.add_argument("--" + f.name.replace("_", "-"), type=f.type, choices=f.choices, default=None,
                        help=_flag_help(f) + (f"; default {f.default}" if f.default is not None else ""))

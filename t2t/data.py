@@ -206,7 +206,8 @@ class Batch:
     index: list[int]
 
     def to(self, device) -> "Batch":
-        move = (lambda t: None if t is None else t.to(device, non_blocking=True))
+        def move(t):
+            return None if t is None else t.to(device, non_blocking=True)
         return Batch(move(self.src), move(self.src_lengths), move(self.tgt_in), move(self.tgt_out), self.index)
 
     @property

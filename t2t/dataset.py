@@ -40,10 +40,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from t2t import checkpoint as ckpt
 from t2t.data import Batch
 from t2t.errors import DataError
+from t2t.options import to_plain
 
 log = logging.getLogger("t2t")
 
@@ -277,7 +279,8 @@ def from_encoded(sources: list, targets: list | None = None) -> Split:
     decoding batches its inputs from."""
     targets = targets if targets is not None else [[] for _ in sources]
     writer = _Writer(None, np.int64)
-    lengths = lambda seqs: np.fromiter((len(x) for x in seqs), np.int64, len(seqs))
+    def lengths(seqs):
+        return np.fromiter((len(x) for x in seqs), np.int64, len(seqs))
     writer.append(sources, targets, lengths(sources), lengths(targets), np.arange(len(sources)))
     writer.finish()
     return writer.in_memory()
@@ -405,7 +408,6 @@ class Store:
     """The prepared splits and trained tokenizers of one recipe's data, under `root`."""
 
     def __init__(self, root: Path, task, recipe):
-        from t2t.options import to_plain
         self.root, self.task = Path(root), task
         options = {k: v for k, v in to_plain(recipe.data).items() if k != "prepared_dir"}
         self.base = {"format": FORMAT, "version": VERSION, "task": recipe.task, "data": options,
@@ -561,7 +563,6 @@ def _build_locked(folder: Path, examples: Callable[[], Iterable], enc: Encoder, 
 
 
 def _build(tmp: Path, key: str, examples: Callable[[], Iterable], enc: Encoder, task, split: str) -> None:
-    from tqdm import tqdm
     started = time.time()
     writer = _Writer(tmp, id_dtype(enc.vocab_size))
     bar = tqdm(desc=f"preparing {split}", unit=" pairs", unit_scale=True, mininterval=2.0, file=sys.stderr,

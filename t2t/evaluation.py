@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from t2t.assembly import build_task
 from t2t.errors import T2TError
 from t2t.metric import Metric, Score, check_lengths
-from t2t.pipeline import Pipeline, build_task
+from t2t.pipeline import Pipeline
 from t2t.recipe import Recipe
+from t2t.registry import get_registry
 
 log = logging.getLogger("t2t")
 
@@ -56,7 +58,6 @@ def evaluate(checkpoint: str | Path | Sequence[str | Path] | None = None, recipe
         default = "eval" if len(files) == 1 else f"eval-ensemble{len(files)}"    # not over the first model's report
         out = Path(out_dir) if out_dir else run_dir_of(pipe.checkpoint_path) / default
     else:
-        from t2t.registry import get_registry
         registry = get_registry(registry)
         task = build_task(recipe, registry, data_dir)
         out = Path(out_dir) if out_dir else Path(recipe.output_dir) / "eval"

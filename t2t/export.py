@@ -21,8 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from t2t import pretrained
 from t2t.errors import T2TError
+from t2t.models.ensemble import Ensemble
+from t2t.models.transformer import Transformer
 from t2t.pipeline import Pipeline
+from t2t.pretrained.tokenizer import PretrainedTokenizer
 from t2t.vocab import Vocab
 
 FORMATS = ("ctranslate2", "hf")
@@ -46,9 +50,6 @@ def export(run: str | os.PathLike, out: str | os.PathLike, format: str = "ctrans
 def export_hf(pipe: Pipeline, out: str | os.PathLike, force: bool = False) -> Path:
     """A run that started from a pretrained folder, written back in that folder's format: its
     config and tokenizer files byte for byte, the trained weights as `model.safetensors`."""
-    from t2t import pretrained
-    from t2t.models.ensemble import Ensemble
-    from t2t.pretrained.tokenizer import PretrainedTokenizer
     if isinstance(pipe.model, Ensemble):
         raise T2TError("export: an ensemble cannot be exported as one model; export each run")
     if not isinstance(pipe.tgt_tok, PretrainedTokenizer):
@@ -60,8 +61,6 @@ def export_hf(pipe: Pipeline, out: str | os.PathLike, force: bool = False) -> Pa
 
 def check_exportable(pipe: Pipeline) -> None:
     """Refuse, naming the reason, a model whose CTranslate2 Transformer would compute something else."""
-    from t2t.models.ensemble import Ensemble
-    from t2t.models.transformer import Transformer
     model = pipe.model
     if isinstance(model, Ensemble):
         raise T2TError("export: an ensemble cannot be exported as one model; export each run")
@@ -254,7 +253,6 @@ def decoding_defaults(pipe: Pipeline) -> dict:
 def tokenizer_files(pipe: Pipeline) -> dict[str, bytes]:
     """The files that tokenize for an exported model: t2t's SentencePiece models, or a pretrained
     folder's tokenizer files as they came."""
-    from t2t.pretrained.tokenizer import PretrainedTokenizer
     if isinstance(pipe.tgt_tok, PretrainedTokenizer):
         return {k: v for k, v in pipe.tgt_tok.files.items() if k not in ("config.json", "generation_config.json")}
     out = {}

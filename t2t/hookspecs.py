@@ -7,6 +7,9 @@ training-event hooks are notifications and return nothing.
 
 from __future__ import annotations
 
+import inspect
+import sys
+
 import pluggy
 
 hookspec = pluggy.HookspecMarker("t2t")
@@ -77,8 +80,6 @@ def t2t_run_end(run, summary):
 
 def reference_markdown() -> str:
     """The hook reference of docs/plugins.md, generated from the hookspecs above."""
-    import inspect
-    import sys
     module = sys.modules[__name__]
     out = []
     for name, fn in inspect.getmembers(module, inspect.isfunction):

@@ -16,7 +16,6 @@ from torch import nn
 
 from t2t import checkpoint as ckpt
 from t2t.errors import CheckpointError
-from t2t.pipeline import same_data
 
 log = logging.getLogger("t2t")
 
@@ -38,11 +37,9 @@ def _chosen(name: str, parts: Sequence[str]) -> bool:
     return not parts or any(name == p or name.startswith(p + ".") for p in parts)
 
 
-def initialise(model: nn.Module, source: str | Path, parts: Sequence[str], tokenizers: dict) -> dict:
-    """Copy the chosen parts of the weights at `source` (a run directory or checkpoint file) into
-    `model`; `tokenizers` are the new run's tokenizer states. Returns what was taken."""
-    path = ckpt.resolve(Path(source))
-    data = ckpt.load(path)
+def initialise(model: nn.Module, path: Path, data: dict, parts: Sequence[str], tokenizers: dict) -> dict:
+    """Copy the chosen parts of the weights of checkpoint `data` (read from `path`) into `model`;
+    `tokenizers` are the new run's tokenizer states. Returns what was taken."""
     weights, spec = data["model"], data.get("spec", {})
     own = model.state_dict()
     where = f"train.init_from {path}"
@@ -61,7 +58,7 @@ def initialise(model: nn.Module, source: str | Path, parts: Sequence[str], token
         raise CheckpointError(f"{where}: {len(misfit)} tensor(s) do not fit this model: {'; '.join(misfit[:3])}; "
                               f"take fewer parts with train.init_only")
     changed = [side for side in ("source", "target")
-               if side in tokenizers and not same_data(tokenizers[side], data["tokenizers"].get(side))]
+               if side in tokenizers and not ckpt.same_data(tokenizers[side], data["tokenizers"].get(side))]
     if changed:
         sizes = {s for s in (spec.get("src_vocab"), spec.get("tgt_vocab")) if s}
         indexed = sorted(k for k in vocabulary_parameters(model, sizes) if k in taken)

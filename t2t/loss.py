@@ -100,8 +100,8 @@ def sequence_loss(model, net, batch: Batch, eps: float, pad: int, rows: int = 10
         scores = net.output_rows(h, enc, keep)
         loss = nll = 0.0
         for i in range(0, target.shape[0], rows):
-            l, n = label_smoothed_loss(scores(i, i + rows), target[i: i + rows], eps, pad)
-            loss, nll = loss + l, nll + n
+            part, n = label_smoothed_loss(scores(i, i + rows), target[i: i + rows], eps, pad)
+            loss, nll = loss + part, nll + n
     if ctc_weight:
         def ctc_loss(key):                                           # </s> lies beyond each label length
             return F.ctc_loss(net.ctc_log_probs(enc, key), batch.tgt_out, enc["mask"].sum(1), keep.sum(1) - 1,

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 from pathlib import Path
@@ -17,134 +16,25 @@ import numpy as np
 import torch
 
 from t2t import checkpoint as ckpt
-from t2t import dataset, lora
+from t2t import dataset, lora, pretrained, search
+from t2t.assembly import Assembly, build_model, encoder, read_checkpoint
 from t2t.data import batch_indices
+from t2t.device import decode_dtype, int8_copy, resolve_device
 from t2t.errors import CheckpointError, DecodeOptionError, T2TError, did_you_mean
+from t2t.loss import sequence_loss
 from t2t.metric import Metric
 from t2t.models.base import ModelSpec, Seq2Seq
 from t2t.models.ctc import JointCTC
 from t2t.models.ensemble import Ensemble
 from t2t.options import DecodeOptions, OptionError
-from t2t.recipe import Recipe, recipe_from_text, resolve_data_dir
-from t2t import search
+from t2t.recipe import Recipe, recipe_from_text
+from t2t.registry import Registry, get_registry
 from t2t.search import Hypothesis, Specials, generate
 from t2t.task import Task
 from t2t.tokenizer import Tokenizer
+from t2t.version import __version__
 
 log = logging.getLogger("t2t")
-
-
-def resolve_device(name: str | None = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; a clear error for a device that is not there."""
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise T2TError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise T2TError(f"device '{name}' asked for, but this machine has no CUDA GPU; use --device cpu")
-    return device
-
-
-def fast_bf16(device: torch.device) -> bool:
-    """Whether bf16 runs at speed on a device: a CUDA GPU that has it, or a CPU whose oneDNN has
-    native bf16 kernels (AVX-512 or AMX). Elsewhere bf16 is emulated: a matmul ran about 100x
-    slower than in fp32 on an AVX2-only CPU, and oneDNN's LSTM has no such kernel at all."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def reduced_dtype(precision: str, device: torch.device, key: str) -> torch.dtype | None:
-    """The low-precision dtype that a `train.precision` or `decode.precision` (named by `key`)
-    resolves to on a device; None means fp32. bf16 asked for on a CPU without native bf16 falls
-    back to fp32 with a warning: emulated, it would only be slower."""
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise T2TError(f"{key} fp16 needs a CUDA GPU; on CPU use bf16 or fp32")
-        return torch.float16
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" and fast_bf16(device) else None
-    if precision == "bf16":
-        if device.type == "cuda" or fast_bf16(device):
-            return torch.bfloat16
-        _warn_emulated_bf16(key)
-    return None
-
-
-@functools.cache
-def _warn_emulated_bf16(key: str) -> None:
-    log.warning(f"{key} bf16: this CPU has no native bf16 (AVX-512 or AMX), where bf16 is emulated and "
-                f"far slower; using fp32")
-
-
-def decode_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The dtype of weights and activations for a `decode.precision` on a device."""
-    return reduced_dtype(precision, device, "decode.precision") or torch.float32
-
-
-def int8_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of a model for int8 CPU decoding: every linear layer dynamically quantized (int8
-    weights, activations quantized per batch) with torch's own quantization; embeddings, norms and
-    convolutions stay fp32. The model itself is left as it is."""
-    import copy
-    import warnings
-    from torch.ao.quantization import quantize_dynamic
-    with warnings.catch_warnings():          # torch.ao.quantization is deprecated in favour of torchao
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(copy.deepcopy(model).float().eval(), {torch.nn.Linear}, dtype=torch.qint8)
-
-
-def build_task(recipe: Recipe, registry, data_dir: str | os.PathLike | None = None) -> Task:
-    cls = registry.get("tasks", recipe.task)
-    task = cls(recipe.data, resolve_data_dir(recipe, data_dir), recipe.seed)
-    task.data_root = Path(data_dir) if data_dir else None    # where other data paths of the recipe resolve
-    return task
-
-
-def build_tokenizers(recipe: Recipe, registry, task: Task, train_examples: Sequence | None = None,
-                     states: dict | None = None) -> tuple[Tokenizer | None, Tokenizer]:
-    """(source tokenizer or None for feature sources, target tokenizer), trained or restored.
-    `train_examples` is iterated once or twice (as a stream: it may be a re-readable task split)."""
-    cls = registry.get("tokenizers", recipe.tokenizer.name)
-    text_source = task.source_kind == "text"
-    if states is not None:
-        tgt = cls.from_state(recipe.tokenizer, states["target"])
-        if not text_source:
-            return None, tgt
-        if recipe.tokenizer.shared:
-            return tgt, tgt
-        return cls.from_state(recipe.tokenizer, states["source"]), tgt
-    symbols = task.special_tokens
-    tgt = cls(recipe.tokenizer, symbols)
-    if text_source and recipe.tokenizer.shared:
-        tgt.train(t for ex in train_examples for t in (ex.source, ex.target))
-        return tgt, tgt
-    tgt.train(ex.target for ex in train_examples)
-    if not text_source:
-        return None, tgt
-    src = cls(recipe.tokenizer, symbols)
-    src.train(ex.source for ex in train_examples)
-    return src, tgt
-
-
-def build_model(recipe: Recipe, registry, spec: ModelSpec) -> Seq2Seq:
-    """The recipe's model, with its LoRA adapters (`train.lora`) and frozen parts (`train.freeze`)."""
-    cls = registry.get("models", recipe.model.arch)
-    try:
-        model = cls(recipe.model, spec)
-    except ValueError as e:
-        raise T2TError(f"model '{recipe.model.arch}': {e}") from None
-    o = recipe.train
-    if o.lora is not None:
-        lora.add(model, o.lora.rank, o.lora.alpha, o.lora.dropout, o.lora.targets)
-    if o.freeze:
-        lora.freeze(model, o.freeze)
-    return model
 
 
 class Pipeline:
@@ -167,34 +57,31 @@ class Pipeline:
         return self.checkpoint_paths[0] if self.checkpoint_paths else None
 
     # ------------------------------------------------------------------ building
-    @staticmethod
-    def model_spec(task: Task, src_tok: Tokenizer | None, tgt_tok: Tokenizer, shared: bool) -> ModelSpec:
-        same = src_tok is not None and (src_tok is tgt_tok or (not shared and src_tok.vocab == tgt_tok.vocab))
-        return ModelSpec(src_vocab=len(src_tok.vocab) if src_tok else 0, tgt_vocab=len(tgt_tok.vocab),
-                         pad=tgt_tok.vocab.pad, feature_dim=task.feature_dim(), shared_vocab=same)
+    @classmethod
+    def from_parts(cls, parts: Assembly, model: Seq2Seq, device: torch.device) -> "Pipeline":
+        return cls(parts.recipe, parts.task, parts.src_tok, parts.tgt_tok, model, device, parts.registry)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | Sequence[str | os.PathLike], device: str = "auto",
                         registry=None, data_dir: str | os.PathLike | None = None) -> "Pipeline":
-        """A pipeline from a run directory or checkpoint file; from several, an ensemble of their
-        models (`t2t.models.ensemble`), which must share the tokenizers; the first gives the recipe."""
-        from t2t.registry import get_registry
+        """A pipeline from a run directory, checkpoint file or pretrained folder; from several, an
+        ensemble of their models (`t2t.models.ensemble`), which must share the tokenizers; the
+        first gives the recipe."""
         registry = get_registry(registry)
         paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
         if not paths:
             raise T2TError("no checkpoint given")
         files = [ckpt.resolve(Path(p)) for p in paths]
         loaded = [(f, d, recipe_from_text(d["recipe"], registry, where=f"{f} (recipe)"))
-                  for f, d in ((f, ckpt.load(f)) for f in files)]
+                  for f, d in ((f, read_checkpoint(f)) for f in files)]
         file, data, recipe = loaded[0]
         for f, d, r in loaded[1:]:
-            if not same_data(d["tokenizers"], data["tokenizers"]) or r.tokenizer != recipe.tokenizer:
+            if not ckpt.same_data(d["tokenizers"], data["tokenizers"]) or r.tokenizer != recipe.tokenizer:
                 raise CheckpointError(f"{f}: its tokenizers differ from those of {file}; an ensemble's models "
                                       f"must share them (train them from one recipe, varying train.seed)")
-        task = build_task(recipe, registry, data_dir)
-        task.load_state_dict(data.get("task_state", {}))
-        src_tok, tgt_tok = build_tokenizers(recipe, registry, task, states=data["tokenizers"])
-        models = [cls._load_model(f, d, r, registry) for f, d, r in loaded]
+        parts = Assembly(recipe, registry, data_dir, task_state=data.get("task_state", {}))
+        parts.set_tokenizers(data["tokenizers"])
+        models = [_load_model(r, registry, f, d) for f, d, r in loaded]
         if len(models) > 1:
             try:
                 model = Ensemble(models)
@@ -204,25 +91,13 @@ class Pipeline:
             model = models[0]
         dev = resolve_device(device)
         model.to(dev).eval()
-        pipe = cls(recipe, task, src_tok, tgt_tok, model, dev, registry)
+        pipe = cls.from_parts(parts, model, dev)
         pipe.checkpoint_paths = files
         pipe.owns_model = True
         return pipe
 
-    @staticmethod
-    def _load_model(file: Path, data: dict, recipe: Recipe, registry) -> Seq2Seq:
-        model = build_model(recipe, registry, ModelSpec(**data["spec"]))
-        try:
-            model.load_state_dict(data["model"])
-        except RuntimeError as e:
-            raise CheckpointError(f"{file}: weights do not fit the model its recipe describes: "
-                                  f"{str(e).splitlines()[0]}") from None
-        lora.merge(model)                   # decoding: adapters folded into the weights once
-        return model
-
     def payload(self) -> dict:
         """What a checkpoint needs to rebuild this pipeline (tensors and plain data only)."""
-        from t2t import __version__
         toks = {"target": self.tgt_tok.state_dict()}
         if self.src_tok is not None:
             toks["source"] = self.src_tok.state_dict()
@@ -231,7 +106,6 @@ class Pipeline:
         base = {}
         folder = getattr(self.recipe.model, "pretrained", None)
         if folder and lora.has_adapters(model):      # adapters saved small: the folder holds the rest
-            from t2t import pretrained
             weights = {k: v for k, v in weights.items() if lora.is_adapter(k)}
             base = {"lora_base": {"pretrained": folder, "sha256": pretrained.weights_digest(folder)}}
         return {"t2t_version": __version__, "recipe": self.recipe.to_yaml(),
@@ -254,14 +128,8 @@ class Pipeline:
 
     def encoder(self, max_source_len: int | None = None, max_target_len: int | None = None,
                 overlong: str = "filter") -> dataset.Encoder:
-        """How examples become ids for training and scoring: sources as they are (the limits and the
-        `overlong` policy, not the model's limit, decide what is cut), in batches."""
-        if self.src_tok is not None:
-            sources = self.src_tok.encode_batch
-        else:
-            sources = lambda xs: [self.task.prepare_source(x) for x in xs]   # noqa: E731
-        size = max(len(self.tgt_tok.vocab), len(self.src_tok.vocab) if self.src_tok else 0)
-        return dataset.Encoder(sources, self.tgt_tok.encode_batch, max_source_len, max_target_len, overlong, size)
+        """How examples become ids for training and scoring (`t2t.assembly.encoder`)."""
+        return encoder(self.task, self.src_tok, self.tgt_tok, max_source_len, max_target_len, overlong)
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tgt_tok.decode(ids)
@@ -385,7 +253,6 @@ class Pipeline:
         if not name:
             raise T2TError("decode.mbr needs a metric to measure agreement: set decode.mbr_metric "
                            "(e.g. chrf or rouge) or list metrics in the recipe")
-        from t2t.registry import get_registry
         cls = get_registry(self.registry).get("metrics", name)
         options = next((m.options for m in specs if m.name == name), None)
         return cls(options)
@@ -393,7 +260,6 @@ class Pipeline:
     @torch.no_grad()
     def reference_loss(self, examples: Sequence, max_tokens: int = 4000) -> tuple[float, int]:
         """(summed negative log-likelihood, target tokens) of the examples' targets under teacher forcing."""
-        from t2t.loss import sequence_loss
         self.model.eval()
         most = self.model.length_limits()
         data = dataset.encode_in_memory(examples, self.encoder(most[0], most[1] - 1 if most[1] else None, "truncate"))
@@ -415,16 +281,17 @@ class Pipeline:
         return [t[0] for t in texts] if opts.nbest == 1 else texts
 
 
-def same_data(a: Any, b: Any) -> bool:
-    """Equality of nested plain data that may hold tensors."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
-                and bool((a == b).all()))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same_data(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(same_data(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b
+def _load_model(recipe: Recipe, registry: Registry, file: Path, data: dict) -> Seq2Seq:
+    """A checkpoint's model for decoding: built from its recipe and spec, its weights loaded, its
+    LoRA adapters folded into the weights once."""
+    model = build_model(recipe, registry, ModelSpec(**data["spec"]))
+    try:
+        model.load_state_dict(data["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{file}: weights do not fit the model its recipe describes: "
+                              f"{str(e).splitlines()[0]}") from None
+    lora.merge(model)
+    return model
 
 
 def load(path: str | os.PathLike | Sequence[str | os.PathLike], device: str = "auto",

@@ -21,9 +21,11 @@ from typing import Any, Literal, Sequence
 
 import yaml
 
+from t2t import pretrained
 from t2t.errors import RecipeError, T2TError, did_you_mean
 from t2t.options import (DataOptions, DecodeOptions, MetricOptions, ModelOptions, OptionError,
                          TokenizerOptions, TrainOptions, fields_of, range_problem, to_plain)
+from t2t.registry import get_registry
 
 SECTIONS = ("task", "data", "tokenizer", "model", "train", "decode", "metrics", "seed", "output_dir")
 _STD_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq",
@@ -232,7 +234,6 @@ class _Validator:
 
     # -- the whole recipe
     def recipe(self, root: yaml.MappingNode) -> Recipe:
-        from t2t.registry import get_registry
         self.registry = get_registry(self.registry)
         sections = self.mapping_items(root, "")
         for key, (knode, _) in sections.items():
@@ -375,7 +376,6 @@ class _Validator:
         path = self.value(node, "model.pretrained", str, (None, None))
         if path is _BAD:
             return None
-        from t2t import pretrained
         try:
             return pretrained.describe(path)
         except T2TError as e:
@@ -567,21 +567,3 @@ def _plain(node: yaml.Node) -> Any:
     if node.style is not None:
         return node.value
     return yaml.safe_load(node.value) if node.value else None
-
-
-def resolve_data_dir(recipe: Recipe, data_dir: str | os.PathLike | None = None) -> Path | None:
-    """Where the task reads from: `data.dir` under --data-dir / $T2T_DATA, or as given."""
-    d = recipe.data.dir
-    if d is None:
-        return Path(data_dir) if data_dir else None
-    return resolve_data_path(d, data_dir)
-
-
-def resolve_data_path(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
-    """A data path a recipe names (`data.dir`, a task's extra manifests): absolute as given, else under
-    --data-dir / $T2T_DATA (or the working directory when neither is set)."""
-    path = Path(os.path.expanduser(path))
-    if path.is_absolute():
-        return path
-    base = data_dir or os.environ.get("T2T_DATA")
-    return Path(base) / path if base else path

@@ -19,6 +19,11 @@ import pluggy
 
 from t2t import hookspecs
 from t2t.errors import PluginError, did_you_mean
+from t2t.metric import Metric
+from t2t.models.base import Seq2Seq
+from t2t.task import Task
+from t2t.tokenizer import Tokenizer
+from t2t.version import __version__
 
 GROUP = "t2t"
 # kind -> (registration hook, what one is called in messages)
@@ -51,18 +56,8 @@ class Failure:
     message: str
 
 
-def _base_class(kind: str) -> type:
-    if kind == "tasks":
-        from t2t.task import Task
-        return Task
-    if kind == "tokenizers":
-        from t2t.tokenizer import Tokenizer
-        return Tokenizer
-    if kind == "metrics":
-        from t2t.metric import Metric
-        return Metric
-    from t2t.models.base import Seq2Seq
-    return Seq2Seq
+# what each kind's registered classes must subclass
+BASE_CLASSES = {"tasks": Task, "tokenizers": Tokenizer, "metrics": Metric, "models": Seq2Seq}
 
 
 class Registry:
@@ -129,7 +124,6 @@ class Registry:
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
         package = package or getattr(plugin, "__module__", None) or name
         if version is None:
-            from t2t import __version__
             version = __version__ if package == "t2t" else "?"
         try:
             self.pm.register(plugin, name=name)
@@ -186,7 +180,7 @@ class Registry:
         self._clashes = {}
         self.failures = [f for f in self.failures if not f.message.startswith("registration:")]
         for kind, (hook_name, what) in KINDS.items():
-            base = _base_class(kind)
+            base = BASE_CLASSES[kind]
             for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
                 package, version = self.packages.get(impl.plugin_name, ("?", "?"))
                 found: list[Any] = []

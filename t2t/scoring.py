@@ -10,6 +10,7 @@ import numpy as np
 
 from t2t.errors import T2TError
 from t2t.metric import Metric
+from t2t.registry import get_registry
 
 
 def read_text_lines(path: str | Path) -> list[str]:
@@ -57,7 +58,6 @@ def paired_bootstrap(metric: Metric, base: Sequence[str], system: Sequence[str],
 def score_files(hyp: str | Path, refs: Sequence[str | Path], metrics: Sequence[str], hyp2: str | Path | None = None,
                 bootstrap: int = 1000, seed: int = 12345, registry=None) -> dict:
     """Scores of `hyp` (and `hyp2`) against the reference files; significance when two systems."""
-    from t2t.registry import get_registry
     registry = get_registry(registry)
     if not metrics:
         raise T2TError("no metrics given; e.g. --metrics bleu,chrf")

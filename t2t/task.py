@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Iterator
 from t2t.data import Problems
 from t2t.errors import DataError
 from t2t.options import DataOptions
+from t2t.paths import resolve_data_path
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,6 @@ class Task:
 
     def data_path(self, path: str) -> Path:
         """A data path named in the recipe (an extra manifest, say), resolved like `data.dir`."""
-        from t2t.recipe import resolve_data_path
         return resolve_data_path(path, self.data_root)
 
     def other_data_folders(self) -> list[Path]:

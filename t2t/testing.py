@@ -18,7 +18,12 @@ from typing import Any, Iterator, Sequence
 import pytest
 import torch
 
+from t2t.assembly import build_task
+from t2t.evaluation import evaluate
+from t2t.pipeline import load
+from t2t.recipe import load_recipe
 from t2t.registry import Registry, get_registry, set_registry
+from t2t.trainer import train
 
 # model sizes that train in seconds on a CPU
 TINY_MODELS = {
@@ -62,12 +67,11 @@ def check_task(task: str | type, options: dict | None = None, data_dir: str | Pa
     """Read every split of a task and check each example's shape; returns example counts.
 
     Raises AssertionError naming the split and example at the first problem."""
-    from t2t.recipe import load_recipe, resolve_data_dir
     registry = registry or get_registry()
     name = task if isinstance(task, str) else task.name
     recipe = load_recipe({"task": name, "data": options or {}, "seed": seed}, registry=registry)
-    cls = registry.get("tasks", name)
-    instance = cls(recipe.data, resolve_data_dir(recipe, data_dir), seed)
+    instance = build_task(recipe, registry, data_dir)
+    cls = type(instance)
     counts = {}
     for split in splits or cls.splits:
         n = 0
@@ -94,10 +98,6 @@ def tiny_run(recipe: str | Path | dict, tmp_path: str | Path, overrides: Sequenc
     """Train a recipe with a tiny model for a few steps, evaluate and generate; returns what each gave.
 
     Checks the plumbing of a recipe end to end in seconds; the scores mean nothing."""
-    from t2t.evaluation import evaluate
-    from t2t.pipeline import load
-    from t2t.recipe import load_recipe
-    from t2t.trainer import train
     registry = registry or get_registry()
     base = load_recipe(recipe, registry=registry)
     tiny = TINY_MODELS.get(base.model.arch, [])

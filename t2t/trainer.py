@@ -28,12 +28,15 @@ import torch
 from t2t import checkpoint as ckpt
 from t2t import distributed
 from t2t import dataset
+from t2t.assembly import Assembly
 from t2t.data import Problems, batch_indices, padding_ratio
+from t2t.device import reduced_dtype, resolve_device
 from t2t.errors import T2TError, TrainingError
 from t2t.loss import sequence_loss
 from t2t.metric import improves
-from t2t.pipeline import Pipeline, build_model, build_task, build_tokenizers, reduced_dtype, resolve_device
+from t2t.pipeline import Pipeline
 from t2t.recipe import Recipe, recipe_from_text
+from t2t.registry import get_registry
 from t2t.schedule import Schedule
 
 log = logging.getLogger("t2t")
@@ -58,17 +61,6 @@ class RunInfo:
     total_steps: int | None = None
 
 
-def prepare(recipe: Recipe, data_dir=None, registry=None) -> dict:
-    """Train the recipe's tokenizers and prepare its training split (or find both made), as
-    `train` would before its first update; returns where they are and the split's counts."""
-    trainer = Trainer(recipe, registry, data_dir, device="cpu")
-    trainer._prepare_data(None)
-    split = trainer.train_data
-    size = sum(f.stat().st_size for f in split.folder.iterdir())
-    return {"tokenizers": str(trainer.store.tokenizers_path()),
-            "splits": {"train": {"folder": str(split.folder), "counts": split.counts, "bytes": size}}}
-
-
 def train(recipe: Recipe, data_dir=None, device: str | None = None, resume: bool = False,
           reset: Sequence[str] = (), overwrite: bool = False, registry=None) -> dict:
     """Train a recipe; returns a summary (status, steps, best score, checkpoint paths)."""
@@ -78,7 +70,6 @@ def train(recipe: Recipe, data_dir=None, device: str | None = None, resume: bool
 class Trainer:
     def __init__(self, recipe: Recipe, registry=None, data_dir=None, device: str | None = None,
                  resume: bool = False, reset: Sequence[str] = (), overwrite: bool = False):
-        from t2t.registry import get_registry
         registry = get_registry(registry)
         bad = [r for r in reset if r not in RESETS]
         if bad:
@@ -170,39 +161,22 @@ class Trainer:
 
     def _prepare_data(self, resumed: dict | None) -> None:
         """Task, tokenizers, model, and the prepared training split (built here or opened)."""
-        r = self.recipe
-        self.task = build_task(r, self.registry, self.data_dir)
-        self.store = dataset.Store.for_recipe(r, self.task)
+        parts = Assembly(self.recipe, self.registry, self.data_dir)
+        self.task, self.store = parts.task, parts.store
         if resumed is not None:
             self._check_resume_recipe(resumed["recipe"])
             self.task.load_state_dict(resumed.get("task_state", {}))
             states = resumed["tokenizers"]
         else:
-            states = self._shared_tokenizers()
-        src_tok, tgt_tok = build_tokenizers(r, self.registry, self.task, states=states)
-        spec = Pipeline.model_spec(self.task, src_tok, tgt_tok, r.tokenizer.shared)
-        model = build_model(r, self.registry, spec)
-        folder = getattr(r.model, "pretrained", None)
-        if resumed is None and folder:
-            from t2t import pretrained
-            pretrained.load_weights(model, folder)
-        if resumed is None and self.opts.init_from:
-            from t2t.init_from import initialise
-            initialise(model, self.opts.init_from, self.opts.init_only, states)
+            states = self._shared_tokenizers(parts)
+        parts.set_tokenizers(states)
+        model = parts.model(fresh=resumed is None)
         model.to(self.device)
-        self.pipe = Pipeline(r, self.task, src_tok, tgt_tok, model, self.device, self.registry)
+        self.pipe = Pipeline.from_parts(parts, model, self.device)
         self.model = model
-        t = r.data
-        src_most, tgt_most = model.length_limits()             # the recipe's limits, within the model's
-        max_src = _tightest(t.max_source_len, src_most)
-        max_tgt = _tightest(t.max_target_len, tgt_most - 1 if tgt_most else None)   # </s> or <s> takes one
-        self.limits = (max_src, max_tgt)
+        self.limits = parts.limits(model)
         # every node's first worker prepares the training split (or finds it prepared); the others open it
-        self.train_data = self.store.split("train", lambda: self.task.stream("train"),
-                                           self.pipe.encoder(max_src, max_tgt, t.overlong), states,
-                                           build=self.dist.local_rank == 0)
-        if resumed is None:
-            self.task.load_state_dict(self.train_data.task_state)
+        self.train_data = parts.training_split(self.limits, build=self.dist.local_rank == 0, fresh=resumed is None)
         counts = self.train_data.counts
         if counts["filtered"] or counts["truncated"] or counts["empty"]:
             log.info(f"training data: {len(self.train_data)} examples kept; {counts['filtered']} over the length "
@@ -210,22 +184,12 @@ class Trainer:
         if not len(self.train_data):
             raise TrainingError("no training examples are left after tokenization and length filtering")
 
-    def _shared_tokenizers(self) -> dict:
-        """The tokenizer states: rank 0 trains them on the training split (or reuses those the
-        prepared-data folder holds for this data) and saves them with the run; the other workers
-        receive them. Training streams the split; SentencePiece samples it."""
+    def _shared_tokenizers(self, parts: Assembly) -> dict:
+        """The tokenizer states: rank 0 makes them (`Assembly.tokenizer_states`) and saves them with
+        the run; the other workers receive them."""
         states = None
-        folder = getattr(self.recipe.model, "pretrained", None)
-        if self.dist.main and folder:                 # they come with the folder: nothing to train
-            from t2t import pretrained
-            states = pretrained.tokenizer_states(folder, self.recipe.tokenizer)
-            ckpt.save(self.run_dir / "tokenizers.pt", {"tokenizers": states})
-        elif self.dist.main:
-            def fit():
-                with self.task.uncounted():           # the data's problems are counted when it is prepared
-                    src, tgt = build_tokenizers(self.recipe, self.registry, self.task, _Reread(self.task, "train"))
-                return {"target": tgt.state_dict(), **({"source": src.state_dict()} if src else {})}
-            states = self.store.tokenizers(fit)
+        if self.dist.main:
+            states = parts.tokenizer_states()
             ckpt.save(self.run_dir / "tokenizers.pt", {"tokenizers": states})
         return distributed.broadcast_setup(states)
 
@@ -593,8 +557,8 @@ class Trainer:
         for b in batch_indices(self.valid_data.lengths, o.max_tokens, o.max_sentences):
             batch = self.valid_data.collate(b, sp.pad, sp.bos, sp.eos).to(self.device)
             with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                l, n = sequence_loss(self.model, self.model, batch, o.label_smoothing, sp.pad)
-            loss, nll, tokens = loss + float(l), nll + float(n), tokens + batch.target_tokens
+                part, n = sequence_loss(self.model, self.model, batch, o.label_smoothing, sp.pad)
+            loss, nll, tokens = loss + float(part), nll + float(n), tokens + batch.target_tokens
         results = {"loss": loss / tokens, "ppl": math.exp(min(nll / tokens, 50))}
         count = min(o.valid_max_sentences, len(self.valid_ex))
         if count and self.recipe.metrics:
@@ -656,16 +620,6 @@ class Trainer:
                 (self.run_dir / "checkpoints" / e["name"]).unlink(missing_ok=True)
 
 
-class _Reread:
-    """A task's split as an iterable that reads the data again on each pass (never held whole)."""
-
-    def __init__(self, task, split: str):
-        self.task, self.split = task, split
-
-    def __iter__(self):
-        return self.task.stream(self.split)
-
-
 _malloc_trim = None
 
 
@@ -681,12 +635,6 @@ def trim_heap() -> None:
             _malloc_trim = False
     if _malloc_trim:
         _malloc_trim(0)
-
-
-def _tightest(*limits: int | None) -> int | None:
-    """The smallest of the given length limits (None: no limit)."""
-    given = [x for x in limits if x is not None]
-    return min(given) if given else None
 
 
 def _diff(old: dict, new: dict, prefix: str) -> str:

@@ -6,13 +6,13 @@ import pytest
 import torch
 from hypothesis import settings
 
+from t2t.registry import Registry
+from t2t.testing import using_registry
+
 # CI explores the same examples on every run, so its verdict cannot flip by chance
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
-
-from t2t.registry import Registry
-from t2t.testing import using_registry
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 # prepared data goes to a cache of this test session's own (subprocesses inherit it), not the user's

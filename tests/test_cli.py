@@ -114,7 +114,7 @@ def test_average_checkpoints(run, capsys):
 
 def test_bf16_decoding_agrees_with_fp32(run, monkeypatch):
     from t2t.pipeline import load
-    monkeypatch.setattr("t2t.pipeline.fast_bf16", lambda device: True)
+    monkeypatch.setattr("t2t.device.fast_bf16", lambda device: True)
     tmp, _ = run
     words = ["a b c", "d e f g", "h i j", "b a", "c c d e"]
     fp32 = load(tmp / "run", device="cpu").generate(words, precision="fp32")

@@ -8,7 +8,7 @@ from t2t.data import batch_indices, padding_ratio
 from t2t.dataset import from_encoded
 from t2t.errors import DataError
 from t2t.recipe import load_recipe
-from t2t.pipeline import build_task
+from t2t.assembly import build_task
 from t2t.task import Example
 
 

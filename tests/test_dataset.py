@@ -17,9 +17,10 @@ from conftest import assert_same_final_parameters, two_worker_case, write
 from t2t import dataset
 from t2t.data import batch_indices
 from t2t.errors import DataError
-from t2t.pipeline import build_task
+from t2t.assembly import build_task
 from t2t.recipe import load_recipe
-from t2t.trainer import prepare, train
+from t2t.assembly import prepare
+from t2t.trainer import train
 
 
 def plain_batches(lengths, max_tokens, max_sentences=None, shuffle=False, seed=0):
@@ -86,9 +87,9 @@ def test_prepared_split_holds_the_ids_and_batches_of_encoding_in_memory(tmp_path
     split = dataset.open_split(Path(summary["splits"]["train"]["folder"]))
     assert isinstance(split.src, np.memmap) and split.src.dtype == np.uint16
     from t2t import checkpoint as ckpt
-    from t2t.pipeline import build_tokenizers
+    from t2t.assembly import build_tokenizers
     task = build_task(r, registry)
-    src_tok, tgt_tok = build_tokenizers(r, registry, task, states=ckpt.load(tmp_path / "run" / "tokenizers.pt")["tokenizers"])
+    src_tok, tgt_tok = build_tokenizers(r, registry, task, states=ckpt.load(summary["tokenizers"])["tokenizers"])
     examples = task.examples("train")
     assert len(split) == len(examples) == split.counts["kept"] and split.counts["truncated"] > 0
     for i, ex in enumerate(examples):

@@ -49,7 +49,7 @@ def test_a_process_killed_while_saving_leaves_a_loadable_checkpoint(tmp_path):
             ckpt.save({str(target)!r}, {{"version": version, "weights": torch.full((4_000_000,), float(version))}})
             print(version, flush=True)
     """)
-    for trial in range(3):
+    for _trial in range(3):
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "1"          # one complete save exists
         time.sleep(random.uniform(0.0, 0.3))                   # then die at an arbitrary point

@@ -8,7 +8,7 @@ from conftest import write
 from t2t.data import Problems, read_jsonl, read_parallel
 from t2t.dataset import Encoder, encode_in_memory
 from t2t.errors import DataError
-from t2t.pipeline import build_task
+from t2t.assembly import build_task
 from t2t.recipe import load_recipe
 from t2t.task import Example
 from t2t.trainer import train

@@ -10,7 +10,7 @@ import pytest
 from conftest import write
 from t2t.errors import DataError, RecipeError
 from t2t.evaluation import evaluate
-from t2t.pipeline import build_task
+from t2t.assembly import build_task
 from t2t.recipe import load_recipe
 from t2t.testing import check_task, tiny_run
 

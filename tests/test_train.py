@@ -283,7 +283,7 @@ def test_linear_schedule_decays_over_the_time_budget(tmp_path, registry, monkeyp
 
 def test_bf16_autocast_training_on_cpu(tmp_path, registry, monkeypatch):
     # the bf16 path itself, whether or not this CPU runs bf16 natively (emulated is slow, not wrong)
-    monkeypatch.setattr("t2t.pipeline.fast_bf16", lambda device: True)
+    monkeypatch.setattr("t2t.device.fast_bf16", lambda device: True)
     r = load_recipe(tiny_recipe(arch="transformer", output_dir=str(tmp_path / "run"),
                                 train={"max_steps": 6, "precision": "bf16"}))
     summary = train(r)
@@ -298,8 +298,8 @@ def test_bf16_autocast_training_on_cpu(tmp_path, registry, monkeypatch):
 
 
 def test_bf16_on_a_cpu_without_native_bf16_trains_in_fp32(tmp_path, registry, monkeypatch, caplog):
-    from t2t.pipeline import _warn_emulated_bf16
-    monkeypatch.setattr("t2t.pipeline.fast_bf16", lambda device: False)
+    from t2t.device import _warn_emulated_bf16
+    monkeypatch.setattr("t2t.device.fast_bf16", lambda device: False)
     _warn_emulated_bf16.cache_clear()
     runs = {}
     for precision in ("bf16", "fp32"):
@@ -311,15 +311,15 @@ def test_bf16_on_a_cpu_without_native_bf16_trains_in_fp32(tmp_path, registry, mo
 
 
 def test_precision_resolution(monkeypatch):
-    from t2t.pipeline import decode_dtype, reduced_dtype
+    from t2t.device import decode_dtype, reduced_dtype
     cpu = torch.device("cpu")
     with pytest.raises(t2t.T2TError, match="decode.precision fp16 needs a CUDA GPU"):
         decode_dtype("fp16", cpu)
     assert reduced_dtype("auto", cpu, "train.precision") is None
-    monkeypatch.setattr("t2t.pipeline.fast_bf16", lambda device: True)
+    monkeypatch.setattr("t2t.device.fast_bf16", lambda device: True)
     assert reduced_dtype("auto", cpu, "train.precision") is None          # auto keeps a CPU in fp32
     assert decode_dtype("bf16", cpu) == torch.bfloat16
-    monkeypatch.setattr("t2t.pipeline.fast_bf16", lambda device: False)
+    monkeypatch.setattr("t2t.device.fast_bf16", lambda device: False)
     assert decode_dtype("bf16", cpu) == torch.float32
 
 

@@ -198,7 +198,7 @@ class Speech(t2t.Task):
         """Utterances of 2-5 (say) recordings of one speaker, chosen deterministically from the seed."""
         o = self.options
         by_speaker: dict[str, list] = {}
-        for utt_id, files, text, speaker in rows:
+        for _utt_id, files, text, speaker in rows:
             by_speaker.setdefault(speaker, []).append((files[0], text))
         rng = random.Random(f"speech-concat/{self.seed}/{split}")
         speakers = sorted(by_speaker)

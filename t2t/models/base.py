@@ -173,8 +173,8 @@ class Seq2Seq(nn.Module):
     @staticmethod
     def select_state(state: dict, rows: torch.Tensor, sentences: torch.Tensor) -> dict:
         """Keep hypothesis rows (N',) and the static rows of their sentences (B',)."""
-        return {k: tree_map(lambda t: t.index_select(0, sentences if k == "static" else rows), v)
-                for k, v in state.items()}
+        return {k: tree_map(lambda t: t.index_select(0, sentences if k == "static" else rows), v)  # noqa: B023
+                for k, v in state.items()}                                 # (the lambda runs within its item)
 
     def length_limits(self) -> tuple[int | None, int | None]:
         """The longest source (tokens or frames) and target (tokens, </s> included) the model

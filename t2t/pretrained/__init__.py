@@ -2,9 +2,9 @@
 
 A folder is one more source of a model and its tokenizers: `describe` turns its config into the
 recipe sections it implies (t2t's own Transformer, assembled from parts; the family's tokenizer;
-the folder's decoding defaults), `checkpoint` reads it as a t2t checkpoint would be read (so
-`generate`, `evaluate`, `serve`, `export` and `train.init_from` take a folder as they take a run),
-and `export_folder` writes a run that started from one back in the same format. One module per
+the folder's decoding defaults), `weights` and `tokenizer_states` what a t2t checkpoint holds (so
+`t2t.assembly.read_checkpoint` reads a folder as it reads a run, and `generate`, `evaluate`, `serve`,
+`export` and `train.init_from` take one), and `export_folder` writes a run that started from one back in the same format. One module per
 family holds its config mapping, weight names and tokenizer.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -20,12 +21,14 @@ from types import ModuleType
 
 import torch
 
+from t2t import lora
 from t2t.errors import CheckpointError, T2TError
 from t2t.options import MAX_OUTPUT_TOKENS, TokenizerOptions
 from t2t.pretrained import bart, m2m100, marian, mbart, t5
 from t2t.pretrained.folder import Folder, is_pretrained_folder, write_folder
+from t2t.pretrained.tokenizer import GENERATION_KEYS
 
-__all__ = ["Description", "checkpoint", "describe", "export_folder", "is_pretrained_folder", "FAMILIES"]
+__all__ = ["Description", "describe", "export_folder", "is_pretrained_folder", "FAMILIES"]
 
 log = logging.getLogger("t2t")
 FAMILIES: dict[str, ModuleType] = {t: m for m in (marian, bart, m2m100, mbart, t5) for t in m.MODEL_TYPES}
@@ -89,7 +92,6 @@ def describe(path: str | os.PathLike) -> Description:
 
 
 def _generation(folder: Folder, files: dict[str, bytes]) -> dict:
-    from t2t.pretrained.tokenizer import GENERATION_KEYS
     if folder.generation:
         return folder.generation
     return {k: folder.config[k] for k in GENERATION_KEYS if folder.config.get(k) is not None}
@@ -147,7 +149,6 @@ def weights(path: str | os.PathLike) -> dict:
 def load_weights(model, path: str | os.PathLike) -> None:
     """Copy a folder's weights into a t2t model built from its description, one tensor at a time
     (LoRA adapters, which the folder has not, keep their initial values)."""
-    from t2t import lora
     own = model.state_dict()
     seen = set()
     for name, tensor in weight_items(path):
@@ -195,32 +196,9 @@ def complete_lora_checkpoint(data: dict, where) -> dict:
     return {**data, "model": {**weights(folder), **data["model"]}}
 
 
-def checkpoint(path: str | os.PathLike, registry=None) -> dict:
-    """A folder read as a t2t checkpoint: recipe (translation, the folder's sections), spec,
-    tokenizer states and weights."""
-    from t2t import __version__
-    from t2t.models.base import ModelSpec
-    from t2t.recipe import load_recipe
-    from t2t.registry import get_registry
-    from t2t.tokenizer import Tokenizer
-    registry = get_registry(registry)
-    recipe = load_recipe({"task": "translation", "data": {"source": "source", "target": "target"},
-                          "model": {"pretrained": str(path)}, "output_dir": str(path)}, registry=registry)
-    states = tokenizer_states(path, recipe.tokenizer)
-    cls: type[Tokenizer] = registry.get("tokenizers", recipe.tokenizer.name)
-    src = cls.from_state(recipe.tokenizer, states["source"])
-    tgt = cls.from_state(recipe.tokenizer, states["target"])
-    spec = ModelSpec(src_vocab=len(src.vocab), tgt_vocab=len(tgt.vocab), pad=tgt.vocab.pad,
-                     shared_vocab=src.vocab == tgt.vocab)
-    return {"format": "t2t-checkpoint", "format_version": 1, "t2t_version": __version__,
-            "recipe": recipe.to_yaml(), "plugins": {}, "spec": dataclasses.asdict(spec), "tokenizers": states,
-            "task_state": {}, "model": weights(path), "pretrained_folder": str(path)}
-
-
 def export_folder(model_state: dict, tokenizer_state: dict, out: str | os.PathLike, force: bool = False) -> Path:
     """Write t2t weights of a pretrained family back as a folder: the original config and
     tokenizer files (kept in the tokenizer state) byte for byte, the weights as safetensors."""
-    import json
     files = {k: bytes(v.numpy().tobytes()) for k, v in tokenizer_state["extra"]["files"].items()}
     config = json.loads(files["config.json"].decode("utf-8"))
     fam = FAMILIES.get(config.get("model_type"))

@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from t2t.errors import CheckpointError
 
@@ -114,7 +116,6 @@ class Weights:
 
 def _open_weights(path: Path):
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError, safe_open
         try:
             return safe_open(str(path), "pt")
         except (SafetensorError, OSError, ValueError) as e:
@@ -137,7 +138,6 @@ def _open_weights(path: Path):
 def write_folder(out: Path, weights: dict[str, torch.Tensor], files: dict[str, bytes], force: bool = False) -> Path:
     """Write a folder beside `out` and rename it into place: `model.safetensors` (with its
     {"format": "pt"} metadata) and the other files (config.json among them) byte for byte."""
-    from safetensors.torch import save_file
     out = Path(out)
     if out.exists() and not force:
         raise CheckpointError(f"{out} exists; choose another folder or pass --force")

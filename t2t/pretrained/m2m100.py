@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+import sentencepiece as spm
+
 from t2t.errors import T2TError
 from t2t.options import LanguageTokenizerOptions
 from t2t.pretrained import mapping
@@ -69,7 +71,6 @@ class M2M100Tokenizer(PretrainedTokenizer):
     Options = LanguageTokenizerOptions
 
     def _build(self) -> None:
-        import sentencepiece as spm
         conf = self.json_file("tokenizer_config.json")
         config = self.json_file("config.json")
         ids = self.json_file("vocab.json")

@@ -6,6 +6,8 @@ cosines), scaled embeddings shared by encoder, decoder and output, a fixed outpu
 from __future__ import annotations
 
 
+import sentencepiece as spm
+
 from t2t.errors import T2TError
 from t2t.pretrained import mapping
 from t2t.pretrained.tokenizer import PretrainedTokenizer, clean_up, token_text, vocab_from_ids
@@ -55,7 +57,6 @@ class MarianTokenizer(PretrainedTokenizer):
     name = "marian"
 
     def _build(self) -> None:
-        import sentencepiece as spm
         conf = self.json_file("tokenizer_config.json")
         config = self.json_file("config.json")
         self.separate = bool(conf.get("separate_vocabs", False))

@@ -10,9 +10,11 @@ import json
 import re
 from typing import ClassVar, Iterable, Sequence
 
+import tokenizers
 import torch
+from tokenizers import AddedToken, decoders, models, pre_tokenizers, processors
 
-from t2t.errors import T2TError
+from t2t.errors import T2TError, did_you_mean
 from t2t.options import TokenizerOptions
 from t2t.search import Specials
 from t2t.tokenizer import Tokenizer
@@ -66,7 +68,6 @@ class PretrainedTokenizer(Tokenizer):
         if not self.languages:
             raise T2TError(f"{key}: {code!r}: this model has no language codes")
         if code not in self.languages:
-            from t2t.errors import did_you_mean
             raise T2TError(f"{key}: unknown language {code!r}{did_you_mean(code, self.languages)}; the model's "
                            f"{len(self.languages)} languages: {', '.join(sorted(self.languages))}")
         return self.languages[code]
@@ -189,11 +190,10 @@ class JsonTokenizer(PretrainedTokenizer):
     DEFAULT_SOURCE_LANG: ClassVar[str] = ""
 
     def _build(self) -> None:
-        from tokenizers import Tokenizer as Backend
         conf = self.json_file("tokenizer_config.json")
         config = self.json_file("config.json")
         if "tokenizer.json" in self.files:
-            self.backend = Backend.from_str(self.files["tokenizer.json"].decode("utf-8"))
+            self.backend = tokenizers.Tokenizer.from_str(self.files["tokenizer.json"].decode("utf-8"))
         elif "vocab.json" in self.files and "merges.txt" in self.files:
             self.backend = _byte_level_bpe(self.files["vocab.json"], self.files["merges.txt"], conf)
         else:
@@ -232,11 +232,10 @@ class JsonTokenizer(PretrainedTokenizer):
 
 def _byte_level_bpe(vocab: bytes, merges: bytes, conf: dict):
     """vocab.json + merges.txt as transformers' RoBERTa/BART tokenizer builds them."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
     table = json.loads(vocab.decode("utf-8"))
     pairs = [tuple(line.split(" ")) for line in merges.decode("utf-8").splitlines()
              if line and not line.startswith("#version")]
-    tok = Tokenizer(models.BPE(vocab=table, merges=pairs, continuing_subword_prefix="", end_of_word_suffix="",
+    tok = tokenizers.Tokenizer(models.BPE(vocab=table, merges=pairs, continuing_subword_prefix="", end_of_word_suffix="",
                                fuse_unk=False))
     prefix = bool(conf.get("add_prefix_space", False))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix)

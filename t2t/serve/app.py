@@ -17,12 +17,18 @@ import dataclasses
 import json
 import logging
 import os
+import socket
+import threading
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
+import torch
+
 from t2t.errors import DecodeBudgetError, DecodeOptionError, T2TError, did_you_mean
-from t2t.pipeline import Pipeline
+from t2t.options import DecodeOptions, field_infos
+from t2t.pipeline import Pipeline, load
 from t2t.search import Budget
 from t2t.serve.batcher import Batcher, QueueFull
 from t2t.serve.settings import ServeSettings
@@ -166,7 +172,6 @@ def request_model(s: ServeSettings, default: str):
     limits narrow the beam and n-best."""
     from pydantic import ConfigDict, Field, create_model
 
-    from t2t.options import DecodeOptions, field_infos
     fields: dict[str, Any] = {
         "model": (Optional[str], Field(None, description=f"a name from /v1/models (default: {default})")),
         "inputs": (list[str], Field(..., min_length=1, max_length=s.max_inputs, description="source texts")),
@@ -188,10 +193,9 @@ def request_model(s: ServeSettings, default: str):
                         **fields)
 
 
-def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSettings(), warm_up: bool = True):
+def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSettings(),  # noqa: B008 (frozen)
+               warm_up: bool = True):
     """The ASGI app serving `models` (name -> a loaded Pipeline)."""
-    from contextlib import asynccontextmanager
-
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse
@@ -375,7 +379,6 @@ def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSetti
 
 def load_models(specs: list[str], device: str = "auto", data_dir: str | None = None) -> dict[str, Pipeline]:
     """`NAME=RUN` or `RUN` (named after its folder) -> loaded pipelines."""
-    from t2t.pipeline import load
     models: dict[str, Pipeline] = {}
     for spec in specs:
         name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
@@ -389,14 +392,14 @@ def load_models(specs: list[str], device: str = "auto", data_dir: str | None = N
 
 
 def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          data_dir: str | None = None, settings: ServeSettings = ServeSettings(), threads: int | None = None) -> None:
+          data_dir: str | None = None, settings: ServeSettings = ServeSettings(),  # noqa: B008 (frozen)
+          threads: int | None = None) -> None:
     """Load the models and serve them until interrupted."""
     try:
         import fastapi  # noqa: F401
         import uvicorn
     except ImportError as e:
         raise T2TError(f"t2t serve needs its extra ({e.name} is missing): pip install 't2t[serve]'") from None
-    import torch
     if threads:
         torch.set_num_threads(threads)
     _check_port(host, port)
@@ -414,7 +417,6 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, device: s
 
         def handle_exit(self, sig, frame):
             if not self.should_exit:
-                import threading
                 for m in models:
                     m.batcher.draining = True
                 timer = threading.Timer(settings.shutdown_s, lambda: [m.batcher.close(wait_s=0.0) for m in models])
@@ -427,7 +429,6 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, device: s
 
 def _check_port(host: str, port: int) -> None:
     """Refuse a port that another process holds, before loading models or saying 'serving'."""
-    import socket
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
@@ -448,14 +449,11 @@ class running_server:
     background thread (tests, benchmarks, notebooks); stopped on leaving."""
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
-        import threading
-
         import uvicorn
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:
-        import time
         self.thread.start()
         while not self.server.started:
             if not self.thread.is_alive():
