@@ -35,49 +35,6 @@ def shared_data():
     return SHARED_DATA
 
 
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def final_parameters(run_dir: Path):
-    """(model weights, step) of a run's last checkpoint."""
-    from t2t import checkpoint as ckpt
-    data = ckpt.load(ckpt.resolve(run_dir, "last"))
-    return data["model"], data["train_state"]["step"]
-
-
-def recipe_file(tmp_path: Path, recipe: dict, name: str = "recipe.yaml") -> Path:
-    import yaml
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
-    return path
-
-
-def two_worker_case(tmp_path: Path, name: str, steps: int, **data) -> Path:
-    """Train one process taking two batches an update (`tmp_path/single`); return the recipe file
-    of the same run for two workers taking one each (output `tmp_path/name`)."""
-    from t2t.recipe import load_recipe
-    from t2t.testing import tiny_recipe
-    from t2t.trainer import train
-    common = dict(data={"train_size": 800, **data}, model={"dropout": 0.0},
-                  train={"max_steps": steps, "validate_every": steps, "valid_max_sentences": 0, "threads": 1,
-                         "max_tokens": 300})
-    single = tiny_recipe(output_dir=str(tmp_path / "single"), **common)
-    single["train"]["update_freq"] = 2
-    train(load_recipe(single))
-    return recipe_file(tmp_path, tiny_recipe(output_dir=str(tmp_path / name), **common))
-
-
-def assert_same_final_parameters(run_a: Path, run_b: Path, steps: int) -> None:
-    a, steps_a = final_parameters(run_a)
-    b, steps_b = final_parameters(run_b)
-    assert steps_a == steps_b == steps
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-5), k
-
-
 @pytest.fixture(scope="session")
 def toy_transformer(tmp_path_factory):
     """A small Transformer trained on the dates task to about 90% exact match (500 updates, about

@@ -8,6 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+import yaml
+
+from t2t import checkpoint as ckpt
+from t2t.recipe import load_recipe
+from t2t.testing import tiny_recipe
+from t2t.trainer import train
+
 FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.S | re.M)
 
 
@@ -43,3 +51,41 @@ def run_doc_blocks(doc: Path, folder: Path, env: dict, timeout: int = 300) -> in
         assert done.returncode == 0, (f"{doc.name} block {i} failed:\n{body}\n--- stdout\n{done.stdout[-2000:]}\n"
                                       f"--- stderr\n{done.stderr[-3000:]}")
     return len(found)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def final_parameters(run_dir: Path):
+    """(model weights, step) of a run's last checkpoint."""
+    data = ckpt.load(ckpt.resolve(run_dir, "last"))
+    return data["model"], data["train_state"]["step"]
+
+
+def recipe_file(tmp_path: Path, recipe: dict, name: str = "recipe.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return path
+
+
+def two_worker_case(tmp_path: Path, name: str, steps: int, **data) -> Path:
+    """Train one process taking two batches an update (`tmp_path/single`); return the recipe file
+    of the same run for two workers taking one each (output `tmp_path/name`)."""
+    common = dict(data={"train_size": 800, **data}, model={"dropout": 0.0},
+                  train={"max_steps": steps, "validate_every": steps, "valid_max_sentences": 0, "threads": 1,
+                         "max_tokens": 300})
+    single = tiny_recipe(output_dir=str(tmp_path / "single"), **common)
+    single["train"]["update_freq"] = 2
+    train(load_recipe(single))
+    return recipe_file(tmp_path, tiny_recipe(output_dir=str(tmp_path / name), **common))
+
+
+def assert_same_final_parameters(run_a: Path, run_b: Path, steps: int) -> None:
+    a, steps_a = final_parameters(run_a)
+    b, steps_b = final_parameters(run_b)
+    assert steps_a == steps_b == steps
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-5), k

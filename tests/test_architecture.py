@@ -45,25 +45,27 @@ def imports(mods: dict[str, Path]) -> list[tuple[str, str, bool]]:
     """(importer, imported, inside a function) for every import in the package; TYPE_CHECKING
     blocks left out. Imported t2t names resolve to their module."""
     found = []
+
+    def visit(node, mod, package, local):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.dump(child.test):
+                continue
+            if isinstance(child, ast.Import):
+                found.extend((mod, a.name, local) for a in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    up = package.split(".")[: len(package.split(".")) - child.level + 1]
+                    base = ".".join(up + ([child.module] if child.module else []))
+                for a in child.names:
+                    full = f"{base}.{a.name}"
+                    found.append((mod, full if full in mods else base, local))
+            inner = local or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            visit(child, mod, package, inner)
+
     for mod, path in mods.items():
         package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
-
-        def visit(node, local):
-            for child in ast.iter_child_nodes(node):
-                if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.dump(child.test):
-                    continue
-                if isinstance(child, ast.Import):
-                    found.extend((mod, a.name, local) for a in child.names)
-                elif isinstance(child, ast.ImportFrom):
-                    base = child.module or ""
-                    if child.level:
-                        up = package.split(".")[: len(package.split(".")) - child.level + 1]
-                        base = ".".join(up + ([child.module] if child.module else []))
-                    for a in child.names:
-                        full = f"{base}.{a.name}"
-                        found.append((mod, full if full in mods else base, local))
-                visit(child, local or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
-        visit(ast.parse(path.read_text(encoding="utf-8")), False)
+        visit(ast.parse(path.read_text(encoding="utf-8")), mod, package, False)
     return found
 
 

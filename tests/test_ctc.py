@@ -1,5 +1,6 @@
-"""Joint CTC/attention decoding: the CTC prefix scores against a brute-force sum over every frame
-labelling, and the search over the wrapped model."""
+"""CTC: the auxiliary and intermediate training losses, and joint CTC/attention decoding (the CTC
+prefix scores against a brute-force sum over every frame labelling, the search over the wrapped
+model)."""
 
 import itertools
 import math
@@ -173,3 +174,53 @@ def test_ctc_weight_one_never_ends_a_hypothesis_that_ctc_rules_out():
     for h in hyps:
         assert probs.get(tuple(h.tokens), 0.0) > 0.0
         assert h.logprob == pytest.approx(math.log(probs[tuple(h.tokens)]), abs=1e-3)
+
+
+def test_ctc_auxiliary_loss():
+    from t2t.dataset import from_encoded
+    from t2t.loss import label_smoothed_loss, sequence_loss
+    from t2t.models.base import ModelSpec
+    from t2t.models.transformer import Transformer, TransformerOptions
+    torch.manual_seed(0)
+    model = Transformer(TransformerOptions(dim=16, heads=2, ff_dim=32, layers=1, dropout=0.0, ctc_weight=0.3),
+                        ModelSpec(0, 12, feature_dim=20)).eval()
+    batch = from_encoded([torch.randn(40, 20), torch.randn(25, 20)], [[5, 6, 7], [8, 9]]).collate([0, 1], 0, 2, 3)
+    loss, nll = sequence_loss(model, model, batch, 0.1, 0, ctc_weight=0.3)
+    logits, enc = model(batch.src, batch.src_lengths, batch.tgt_in, with_encoding=True)
+    ce, ref_nll = label_smoothed_loss(logits, batch.tgt_out, 0.1, 0)
+    lp = torch.log_softmax(model.ctc(enc["memory"]), -1).transpose(0, 1)
+    ctc = torch.nn.functional.ctc_loss(lp, torch.tensor([[5, 6, 7], [8, 9, 0]]), enc["mask"].sum(1),
+                                       torch.tensor([3, 2]), blank=0, reduction="sum")
+    assert torch.allclose(nll, ref_nll) and torch.allclose(loss, 0.7 * ce + 0.3 * ctc, atol=1e-4)
+
+
+def test_intermediate_ctc_loss():
+    """model.inter_ctc_weight: in training, the CTC loss mixes the final encoder output's CTC with
+    that of the middle layer's output (through the final layer norm and the same head); at
+    evaluation the encoder returns no intermediate output."""
+    from t2t.dataset import from_encoded
+    from t2t.loss import label_smoothed_loss, sequence_loss
+    from t2t.models.base import ModelSpec
+    from t2t.models.transformer import Transformer, TransformerOptions
+    from t2t.options import OptionError
+    torch.manual_seed(0)
+    model = Transformer(TransformerOptions(dim=16, heads=2, ff_dim=32, encoder_layers=4, decoder_layers=1,
+                                           dropout=0.0, ctc_weight=0.4, inter_ctc_weight=0.25),
+                        ModelSpec(0, 12, feature_dim=20))
+    middle = {}
+    model.encoder[1].register_forward_hook(lambda mod, args, out: middle.update(x=out))
+    batch = from_encoded([torch.randn(40, 20), torch.randn(25, 20)], [[5, 6, 7], [8, 9]]).collate([0, 1], 0, 2, 3)
+    loss, _ = sequence_loss(model, model, batch, 0.1, 0, ctc_weight=0.4)
+    logits, enc = model(batch.src, batch.src_lengths, batch.tgt_in, with_encoding=True)
+    ce, _ = label_smoothed_loss(logits, batch.tgt_out, 0.1, 0)
+
+    def ctc(h):
+        lp = torch.log_softmax(model.ctc(h), -1).transpose(0, 1)
+        return torch.nn.functional.ctc_loss(lp, torch.tensor([[5, 6, 7], [8, 9, 0]]), enc["mask"].sum(1),
+                                            torch.tensor([3, 2]), blank=0, reduction="sum")
+    final, inter = ctc(enc["memory"]), ctc(model.enc_norm(middle["x"]))
+    assert not torch.allclose(final, inter, rtol=1e-2)
+    assert torch.allclose(loss, 0.6 * ce + 0.4 * (0.75 * final + 0.25 * inter), atol=1e-4)
+    assert "inter" not in model.eval().encode(batch.src, batch.src_lengths)
+    with pytest.raises(OptionError, match="model.ctc_weight > 0"):
+        TransformerOptions(inter_ctc_weight=0.3).check()

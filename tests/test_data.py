@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import write
+from helpers import write
 from t2t.data import batch_indices, padding_ratio
 from t2t.dataset import from_encoded
 from t2t.errors import DataError

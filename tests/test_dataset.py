@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_same_final_parameters, two_worker_case, write
+from helpers import assert_same_final_parameters, two_worker_case, write
 from t2t import dataset
 from t2t.data import batch_indices
 from t2t.errors import DataError

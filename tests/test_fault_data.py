@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from conftest import write
+from helpers import write
 from t2t.data import Problems, read_jsonl, read_parallel
 from t2t.dataset import Encoder, encode_in_memory
 from t2t.errors import DataError

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import recipe_file
+from helpers import recipe_file
 from t2t.testing import tiny_recipe
 from test_fault_plugins import fake_distribution
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import t2t
-from conftest import final_parameters
+from helpers import final_parameters
 from t2t.errors import TrainingError
 from t2t.models.rnn import RNNOptions, RNNSeq2Seq
 from t2t.recipe import load_recipe

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from conftest import final_parameters, recipe_file
+from helpers import final_parameters, recipe_file
 from t2t.recipe import load_recipe
 from t2t.testing import tiny_recipe
 from t2t.trainer import train

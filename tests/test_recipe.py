@@ -1,6 +1,6 @@
 import pytest
 
-from conftest import write
+from helpers import write
 from t2t.errors import RecipeError
 from t2t.recipe import load_recipe, recipe_from_text
 

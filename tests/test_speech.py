@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import recipe_file
+from helpers import recipe_file
 from t2t.errors import DataError, T2TError
 from t2t.recipe import load_recipe
 from t2t.testing import tiny_run

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write
+from helpers import write
 from t2t.errors import DataError, RecipeError
 from t2t.evaluation import evaluate
 from t2t.assembly import build_task
