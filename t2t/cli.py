@@ -272,10 +272,8 @@ def _generate_chunk(pipe, lines, opts, args, out, first: bool) -> None:
     for src, hyps in zip(lines, results):
         texts = [pipe.detokenize(h.tokens) for h in hyps]
         if args.format == "jsonl":
-            out.write(json.dumps({"source": src, "hypotheses": [
-                {"text": t, "score": round(h.score, 5), "logprob": round(h.logprob, 5),
-                 **({"token_logprobs": [round(x, 4) for x in h.token_logprobs]} if args.token_logprobs else {})}
-                for t, h in zip(texts, hyps)]}, ensure_ascii=False) + "\n")
+            out.write(json.dumps({"source": src, "hypotheses": [pipe.hypothesis_json(h, args.token_logprobs)
+                                                                for h in hyps]}, ensure_ascii=False) + "\n")
         elif len(texts) > 1:
             for t, h in zip(texts, hyps):
                 out.write(f"{t}\t{h.score:.4f}\n")

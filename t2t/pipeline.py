@@ -134,6 +134,14 @@ class Pipeline:
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tgt_tok.decode(ids)
 
+    def hypothesis_json(self, hyp: Hypothesis, token_logprobs: bool = False) -> dict:
+        """A hypothesis as `t2t generate --format jsonl` and the server give it: text, score
+        (length-normalized as the search ranked it), log-probability, per-token ones if asked."""
+        out = {"text": self.detokenize(hyp.tokens), "score": round(hyp.score, 5), "logprob": round(hyp.logprob, 5)}
+        if token_logprobs:
+            out["token_logprobs"] = [round(x, 4) for x in hyp.token_logprobs]
+        return out
+
     # ------------------------------------------------------------------ decoding
     def decode_options(self, **overrides) -> DecodeOptions:
         """The recipe's decoding settings with `overrides` (None: keep the recipe's), checked by

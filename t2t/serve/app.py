@@ -71,8 +71,7 @@ class ServedModel:
         vocab = self.pipe.tgt_tok.vocab.tokens
         out = []
         for source, hyps in zip(inputs, results):
-            item: dict[str, Any] = {"hypotheses": [{"text": self.pipe.detokenize(h.tokens), "score": round(h.score, 5),
-                                                    "logprob": round(h.logprob, 5)} for h in hyps]}
+            item: dict[str, Any] = {"hypotheses": [self.pipe.hypothesis_json(h) for h in hyps]}
             best = hyps[0]
             if attention and best.attention is not None:
                 src_ids = self.pipe.src_tok.encode(source)[: self.max_tokens] or [self.pipe.specials.unk]
