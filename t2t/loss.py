@@ -78,18 +78,15 @@ class LinearCrossEntropy(torch.autograd.Function):
                 (grad_b * grad_loss).to(b_dtype) if grad_b is not None else None, None, None, None)
 
 
-def sequence_loss(model, net, batch: Batch, eps: float, pad: int, rows: int = 1024,
-                  ctc_weight: float = 0.0):
+def sequence_loss(model, net, batch: Batch, eps: float, pad: int, rows: int = 1024, auxiliary: bool = False):
     """Loss sums of a batch under teacher forcing: (training loss, attention nll).
 
     `model` runs the forward pass (the Seq2Seq itself, or its DDP or compiled wrapper); `net` is
     the Seq2Seq, whose `output_rows` scores the non-padding positions only, `rows` at a time: no
     scores are computed for padding, and no single (tokens, V) tensor is allocated for the whole
     batch (large allocations are fresh pages from the OS at every step, which cost as much as the
-    arithmetic). With `ctc_weight` the training loss is (1 - w) * attention loss + w * CTC loss
-    over the encoder output (`net.ctc_log_probs`), CTC summed over sentences like the token losses;
-    where the encoder also returned a middle layer's output (`enc["inter"]`, intermediate CTC in
-    training) the CTC loss is (1 - i) * final + i * intermediate, i = model.inter_ctc_weight."""
+    arithmetic). With `auxiliary` (training) the loss is the model's `training_loss`, which adds
+    what its auxiliary heads (CTC) contribute."""
     h, enc = model(batch.src, batch.src_lengths, batch.tgt_in, features_only=True, with_encoding=True)
     keep = batch.tgt_out != pad
     target = batch.tgt_out[keep]                                                      # (N,)
@@ -102,13 +99,6 @@ def sequence_loss(model, net, batch: Batch, eps: float, pad: int, rows: int = 10
         for i in range(0, target.shape[0], rows):
             part, n = label_smoothed_loss(scores(i, i + rows), target[i: i + rows], eps, pad)
             loss, nll = loss + part, nll + n
-    if ctc_weight:
-        def ctc_loss(key):                                           # </s> lies beyond each label length
-            return F.ctc_loss(net.ctc_log_probs(enc, key), batch.tgt_out, enc["mask"].sum(1), keep.sum(1) - 1,
-                              blank=pad, reduction="sum", zero_infinity=True)
-        ctc = ctc_loss("memory")
-        if "inter" in enc:
-            inter = net.options.inter_ctc_weight
-            ctc = (1.0 - inter) * ctc + inter * ctc_loss("inter")
-        loss = (1.0 - ctc_weight) * loss + ctc_weight * ctc
+    if auxiliary:
+        loss = net.training_loss(loss, enc, batch.tgt_out, keep)
     return loss, nll

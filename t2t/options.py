@@ -139,10 +139,6 @@ class ModelOptions(Options):
 
     arch: str = option("rnn", help="model architecture plugin name")
     dropout: float = option(0.1, min=0.0, max=0.9, help="dropout probability")
-    ctc_weight: float = option(0.0, min=0.0, max=1.0, help="weight of an auxiliary CTC loss on the encoder "
-                                                         "(speech: aligns attention sooner on small data)")
-    subsample_channels: int = option(64, min=1, help="feature sources (speech): channels of the two stride-2 "
-                                     "convolutions that subsample frames by 4 (their cost grows with the square)")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

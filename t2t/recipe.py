@@ -288,7 +288,7 @@ class _Validator:
         if train is not None and train.lora is not None and model is not None and not getattr(model, "pretrained", None):
             self.error(self.find(sections, "train", "lora"), "train.lora", "adapts a pretrained model's weights, "
                        "which this recipe has not; set model.pretrained to a pretrained folder")
-        if decode is not None and model is not None and decode.ctc_weight and not model.ctc_weight:
+        if decode is not None and model is not None and decode.ctc_weight and not getattr(model, "ctc_weight", 0.0):
             self.error(self.find(sections, "decode", "ctc_weight"), "decode.ctc_weight",
                        f"{decode.ctc_weight} needs a CTC head to score with; set model.ctc_weight > 0 "
                        "(e.g. 0.3) or decode.ctc_weight: 0")

@@ -451,7 +451,7 @@ class Trainer:
                 sync = self.forward.no_sync()
             with sync, torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
                 loss, nll = sequence_loss(self.forward, self.model, batch, o.label_smoothing, sp.pad,
-                                          ctc_weight=self.recipe.model.ctc_weight)
+                                          auxiliary=True)
             self.scaler.scale(loss * scale).backward()
             loss_sum += float(loss.detach())
             nll_sum += float(nll.detach())

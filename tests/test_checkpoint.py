@@ -1,7 +1,9 @@
 """Checkpoints: self-contained and safe to load, the best kept, averages of the best or last."""
 
 import json
+from pathlib import Path
 
+import pytest
 import torch
 
 import t2t
@@ -105,3 +107,31 @@ def test_an_average_worse_than_the_best_checkpoint_is_not_used(tmp_path):
         record = ckpt.score_average(tmp_path, avg_score)
         assert record["used"] is used and record["score"] == avg_score
         assert ckpt.resolve(tmp_path).name == ("average.pt" if used else f"step_{best:08d}.pt")
+
+
+def test_a_checkpoint_saved_before_the_speech_parts_moved_decodes_as_it_did(tmp_path):
+    """tests/fixtures/speech_ctc_run.pt: a tiny speech Transformer with a CTC head and its own
+    front-end width (model.ctc_weight, model.subsample_channels, keys the base model options held
+    then), trained 3 steps and saved by commit 3f7cfa2 (before checkpoints carried a checksum), with
+    its beam outputs on a synthetic tone, joint CTC/attention and plain (speech_ctc_run.json)."""
+    import wave
+
+    import numpy as np
+
+    from t2t.models.ctc import CTCHead
+    fixtures = Path(__file__).parent / "fixtures"
+    pipe = load(fixtures / "speech_ctc_run.pt", device="cpu")
+    assert isinstance(pipe.model.ctc, CTCHead) and pipe.recipe.model.subsample_channels == 4
+    rate = 8000
+    t = np.arange(rate) / rate
+    x = 0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-t) + 0.2 * np.sin(2 * np.pi * 1250 * t)
+    with wave.open(str(tmp_path / "tone.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+    then = json.loads((fixtures / "speech_ctc_run.json").read_text())
+    for name, ctc in (("joint", 0.4), ("plain", 0.0)):
+        hyps = pipe.search([str(tmp_path / "tone.wav")], pipe.decode_options(ctc_weight=ctc, nbest=2))[0]
+        assert [h.tokens for h in hyps] == [tokens for tokens, _ in then[name]], name
+        assert [h.score for h in hyps] == pytest.approx([score for _, score in then[name]], abs=1e-4), name

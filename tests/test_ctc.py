@@ -60,7 +60,7 @@ def brute_force(lp):
 
 def ctc_lp(model, src, lengths):
     """The CTC head's frame log-probabilities (S', B, V) with <s> and </s> ruled out as labels."""
-    lp = model.ctc_log_probs(model.encode(src, lengths)).detach()
+    lp = model.ctc.log_probs(model.encode(src, lengths)["memory"]).detach()
     lp[..., [SP.bos, SP.eos]] = -math.inf
     return torch.log_softmax(lp, -1)
 
@@ -185,13 +185,15 @@ def test_ctc_auxiliary_loss():
     model = Transformer(TransformerOptions(dim=16, heads=2, ff_dim=32, layers=1, dropout=0.0, ctc_weight=0.3),
                         ModelSpec(0, 12, feature_dim=20)).eval()
     batch = from_encoded([torch.randn(40, 20), torch.randn(25, 20)], [[5, 6, 7], [8, 9]]).collate([0, 1], 0, 2, 3)
-    loss, nll = sequence_loss(model, model, batch, 0.1, 0, ctc_weight=0.3)
+    loss, nll = sequence_loss(model, model, batch, 0.1, 0, auxiliary=True)
     logits, enc = model(batch.src, batch.src_lengths, batch.tgt_in, with_encoding=True)
     ce, ref_nll = label_smoothed_loss(logits, batch.tgt_out, 0.1, 0)
     lp = torch.log_softmax(model.ctc(enc["memory"]), -1).transpose(0, 1)
     ctc = torch.nn.functional.ctc_loss(lp, torch.tensor([[5, 6, 7], [8, 9, 0]]), enc["mask"].sum(1),
                                        torch.tensor([3, 2]), blank=0, reduction="sum")
     assert torch.allclose(nll, ref_nll) and torch.allclose(loss, 0.7 * ce + 0.3 * ctc, atol=1e-4)
+    plain, _ = sequence_loss(model, model, batch, 0.1, 0)              # validation: the attention loss alone
+    assert torch.allclose(plain, ce, atol=1e-4)
 
 
 def test_intermediate_ctc_loss():
@@ -210,7 +212,7 @@ def test_intermediate_ctc_loss():
     middle = {}
     model.encoder[1].register_forward_hook(lambda mod, args, out: middle.update(x=out))
     batch = from_encoded([torch.randn(40, 20), torch.randn(25, 20)], [[5, 6, 7], [8, 9]]).collate([0, 1], 0, 2, 3)
-    loss, _ = sequence_loss(model, model, batch, 0.1, 0, ctc_weight=0.4)
+    loss, _ = sequence_loss(model, model, batch, 0.1, 0, auxiliary=True)
     logits, enc = model(batch.src, batch.src_lengths, batch.tgt_in, with_encoding=True)
     ce, _ = label_smoothed_loss(logits, batch.tgt_out, 0.1, 0)
 

@@ -118,11 +118,12 @@ class Seq2Seq(nn.Module):
         bias = getattr(self, "logit_bias", None)
         return out if bias is None else out + bias
 
-    def ctc_log_probs(self, enc: dict, key: str = "memory") -> torch.Tensor:
-        """CTC log-probabilities (S', B, V) over the encoder output (or the intermediate layer's,
-        `key="inter"`), for models with a `ctc` head (model.ctc_weight > 0); the blank is the
-        padding id."""
-        return torch.log_softmax(self.ctc(enc[key]).float(), dim=-1).transpose(0, 1)
+    def training_loss(self, loss: torch.Tensor, enc: dict, tgt_out: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The loss training minimises, from the summed attention loss: as it is, or with what the
+        model's auxiliary heads add (a CTC head, `t2t.models.ctc.CTCHead`). `enc` is `encode`'s
+        output, `keep` the non-padding target positions."""
+        head = getattr(self, "ctc", None)
+        return loss if head is None else head.training_loss(loss, enc, tgt_out, keep)
 
     @staticmethod
     def by_sentence(x: torch.Tensor, sentences: int) -> torch.Tensor:

@@ -21,10 +21,14 @@ Shapes: B sentences, N hypothesis rows, S' encoder frames, V vocabulary, C candi
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from t2t.models.base import Seq2Seq
+from t2t.options import Options, option
 
 NEG = -1e30          # log(0) that stays finite, so that NEG - NEG is 0 and never NaN
 
@@ -60,6 +64,40 @@ def ctc_extend(x: torch.Tensor, blank: torch.Tensor, r: torch.Tensor, last: torc
     return (psi, out) if keep else psi
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CTCOptions(Options):
+    """The model key of a CTC head (a part of the RNN and Transformer models)."""
+
+    ctc_weight: float = option(0.0, min=0.0, max=1.0, help="weight of an auxiliary CTC loss on the encoder "
+                                                         "(speech: aligns attention sooner on small data)")
+
+
+class CTCHead(nn.Linear):
+    """A CTC output layer over encoder states (the blank is the padding id), and the training loss
+    it adds: (1 - w) * attention loss + w * CTC loss, CTC summed over sentences like the token
+    losses; where the encoder also returned a middle layer's output (`enc["inter"]`, intermediate
+    CTC) the CTC loss is (1 - i) * final + i * intermediate."""
+
+    def __init__(self, dim: int, vocab: int, blank: int, weight: float, inter_weight: float = 0.0):
+        super().__init__(dim, vocab)
+        self.blank, self.loss_weight, self.inter_weight = blank, weight, inter_weight
+
+    def log_probs(self, states: torch.Tensor) -> torch.Tensor:
+        """Encoder states (B, S', D) -> CTC log-probabilities (S', B, V)."""
+        return torch.log_softmax(self(states).float(), dim=-1).transpose(0, 1)
+
+    def loss(self, enc: dict, tgt_out: torch.Tensor, keep: torch.Tensor, key: str = "memory") -> torch.Tensor:
+        # </s> lies beyond each label length
+        return F.ctc_loss(self.log_probs(enc[key]), tgt_out, enc["mask"].sum(1), keep.sum(1) - 1,
+                          blank=self.blank, reduction="sum", zero_infinity=True)
+
+    def training_loss(self, loss: torch.Tensor, enc: dict, tgt_out: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        ctc = self.loss(enc, tgt_out, keep)
+        if "inter" in enc:
+            ctc = (1.0 - self.inter_weight) * ctc + self.inter_weight * self.loss(enc, tgt_out, keep, "inter")
+        return (1.0 - self.loss_weight) * loss + self.loss_weight * ctc
+
+
 class JointCTC(nn.Module):
     """A model decoded with joint CTC/attention scores (weight `weight` on the CTC side)."""
 
@@ -74,7 +112,7 @@ class JointCTC(nn.Module):
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> dict:
         enc = self.model.encode(src, src_lengths)
-        lp = self.model.ctc_log_probs(enc)                                # (S', B, V)
+        lp = self.model.ctc.log_probs(enc["memory"])                      # (S', B, V)
         # <s> and </s> are never CTC labels (the end of a labelling is the end of the frames)
         lp = torch.log_softmax(lp.index_fill(2, torch.tensor([self.bos, self.eos], device=lp.device), NEG), -1)
         frames = enc["mask"].sum(1)                                       # (B,)

@@ -6,10 +6,21 @@ source they read. Shapes: B batch, S source length, F feature size, E output siz
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
 from t2t.models.base import ModelSpec
+from t2t.options import Options, option
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FeatureSourceOptions(Options):
+    """The model key of the feature-frame front end (a part of the RNN and Transformer models)."""
+
+    subsample_channels: int = option(64, min=1, help="feature sources (speech): channels of the two stride-2 "
+                                     "convolutions that subsample frames by 4 (their cost grows with the square)")
 
 
 class TokenEmbedding(nn.Module):

@@ -17,12 +17,13 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from t2t.models.attention import SourceAttention
 from t2t.models.base import ModelSpec, Seq2Seq, lengths_to_mask
-from t2t.models.frontend import source_embedder
+from t2t.models.ctc import CTCHead, CTCOptions
+from t2t.models.frontend import FeatureSourceOptions, source_embedder
 from t2t.options import ModelOptions, OptionError, option
 
 
 @dataclasses.dataclass(frozen=True)
-class RNNOptions(ModelOptions):
+class RNNOptions(FeatureSourceOptions, CTCOptions, ModelOptions):
     arch: str = "rnn"
     cell: Literal["lstm", "gru"] = option("lstm", help="recurrent cell")
     embed_dim: int = option(256, min=1, help="embedding size")
@@ -67,7 +68,7 @@ class RNNSeq2Seq(Seq2Seq):
         if o.tie_embeddings:
             self.out.weight = self.tgt_embed.weight
         if o.ctc_weight:
-            self.ctc = nn.Linear(o.hidden_dim, spec.tgt_vocab)
+            self.ctc = CTCHead(o.hidden_dim, spec.tgt_vocab, spec.pad, o.ctc_weight)
 
     # ------------------------------------------------------------------ encoder
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> dict:

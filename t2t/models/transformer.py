@@ -17,13 +17,14 @@ from torch import nn
 
 from t2t.models.attention import MultiHeadAttention
 from t2t.models.base import ModelSpec, Seq2Seq, lengths_to_mask
-from t2t.models.frontend import source_embedder
+from t2t.models.ctc import CTCHead, CTCOptions
+from t2t.models.frontend import FeatureSourceOptions, source_embedder
 from t2t.models.parts import ACTIVATIONS, NORMS, POSITIONS, FeedForward, Positions, RelativePositionBias, norm
 from t2t.options import ModelOptions, OptionError, option
 
 
 @dataclasses.dataclass(frozen=True)
-class TransformerOptions(ModelOptions):
+class TransformerOptions(FeatureSourceOptions, CTCOptions, ModelOptions):
     arch: str = "transformer"
     dim: int = option(256, min=8, help="model dimension")
     layers: int = option(3, min=1, help="layers per side (unless encoder_layers/decoder_layers say otherwise)")
@@ -231,7 +232,7 @@ class Transformer(Seq2Seq):
             self.copy_query = nn.Linear(o.dim, o.dim, bias=False)
             self.copy_gate = nn.Linear(2 * o.dim, 1)
         if o.ctc_weight:
-            self.ctc = nn.Linear(o.dim, spec.tgt_vocab)
+            self.ctc = CTCHead(o.dim, spec.tgt_vocab, spec.pad, o.ctc_weight, o.inter_ctc_weight)
         self._init_weights()
         if o.tie_output:
             self.out.weight = self.tgt_embed.weight
