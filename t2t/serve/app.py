@@ -47,6 +47,14 @@ class JobKey(NamedTuple):
     alone: Optional[object] = None
 
 
+class RequestError(Exception):
+    """A request the server answers with `status` (4xx), the `field` it names and why."""
+
+    def __init__(self, status: int, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+
+
 class ServedModel:
     """A loaded pipeline, its batcher and its card."""
 
@@ -90,6 +98,29 @@ class ServedModel:
 
     def warm_up(self) -> None:
         self.pipe.search(["warm up"], self.options())
+
+    def measure(self, inputs: list[str], opts: DecodeOptions, given: set[str]) -> tuple[int, list[int]]:
+        """(input tokens, each input's length) of a request within this server's limits; a
+        RequestError naming the field that is not (`given`: the fields the request set)."""
+        if opts.mbr:
+            raise RequestError(422, "mbr: minimum Bayes risk decoding is not served (its cost grows with the "
+                               "square of the candidates)", "mbr")
+        lengths = []
+        for i, text in enumerate(inputs):
+            if not text.strip():
+                raise RequestError(422, f"inputs.{i}: empty; every input needs some text", f"inputs.{i}")
+            n = len(self.pipe.src_tok.encode(text))
+            if n > self.max_tokens:
+                raise RequestError(422, f"inputs.{i}: {n} tokens long; this server takes at most {self.max_tokens}",
+                                   f"inputs.{i}")
+            lengths.append(max(n, 1))
+        most, limit = self.pipe.output_tokens(lengths, opts), self.settings.max_output_tokens
+        if most > limit:
+            field = next((f for f in ("beam", "nbest", "max_len_b", "max_len_a", "min_len") if f in given), "inputs")
+            raise RequestError(422, f"{field}: this request may decode up to {most:,} output tokens (each input's "
+                               f"maximum length times the beam); this server takes at most {limit:,}: lower the "
+                               f"beam, max_len_a or max_len_b, or send fewer inputs", field)
+        return sum(lengths), lengths
 
 
 def model_card(name: str, pipe: Pipeline) -> dict:
@@ -192,23 +223,9 @@ def request_model(s: ServeSettings, default: str):
                         **fields)
 
 
-def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSettings(),  # noqa: B008 (frozen)
-               warm_up: bool = True):
-    """The ASGI app serving `models` (name -> a loaded Pipeline)."""
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse
-    from fastapi.staticfiles import StaticFiles
-    from starlette.exceptions import HTTPException as StarletteHTTPException
+def response_model():
+    """The documented shape of a /v1/generate answer (OpenAPI)."""
     from pydantic import BaseModel, Field
-
-    if not models:
-        raise T2TError("serve: no model given")
-    served = {name: ServedModel(name, pipe, settings) for name, pipe in models.items()}
-    default = next(iter(served))
-    s = settings
-
-    GenerateRequest = request_model(s, default)
 
     class Hyp(BaseModel):
         text: str
@@ -238,6 +255,43 @@ def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSetti
         decode: dict
         batch: Batch
 
+    return GenerateResponse
+
+
+def validation_error(first: dict, allowed: list[str]) -> tuple[int, str, str | None]:
+    """(status, message, field) for the first problem pydantic found in a request."""
+    loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+    if first.get("type") == "json_invalid":
+        return 400, f"the request body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}", None
+    field = ".".join(loc) or None
+    if field is None:
+        return 400, "the request body must be a JSON object (sent with Content-Type: application/json)", None
+    msg = first.get("msg", "invalid")
+    if first.get("type") == "extra_forbidden":
+        msg = f"unknown field{did_you_mean(loc[-1], allowed)}; the fields are: {', '.join(allowed)}"
+    elif first.get("type") == "missing":
+        msg = "required"
+    return 422, f"{field}: {msg}", field
+
+
+def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSettings(),  # noqa: B008 (frozen)
+               warm_up: bool = True):
+    """The ASGI app serving `models` (name -> a loaded Pipeline)."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.staticfiles import StaticFiles
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    if not models:
+        raise T2TError("serve: no model given")
+    served = {name: ServedModel(name, pipe, settings) for name, pipe in models.items()}
+    default = next(iter(served))
+    s = settings
+
+    GenerateRequest = request_model(s, default)
+    GenerateResponse = response_model()
+
     @asynccontextmanager
     async def lifespan(app):
         if warm_up:
@@ -255,20 +309,7 @@ def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSetti
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        first = exc.errors()[0]
-        loc = [str(x) for x in first.get("loc", ()) if x != "body"]
-        if first.get("type") == "json_invalid":
-            return error(400, f"the request body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}")
-        field = ".".join(loc) or None
-        msg = first.get("msg", "invalid")
-        if field is None:
-            return error(400, "the request body must be a JSON object (sent with Content-Type: application/json)")
-        if first.get("type") == "extra_forbidden":
-            allowed = list(GenerateRequest.model_fields)
-            msg = f"unknown field{did_you_mean(loc[-1], allowed)}; the fields are: {', '.join(allowed)}"
-        elif first.get("type") == "missing":
-            msg = "required"
-        return error(422, f"{field}: {msg}" if field else msg, field)
+        return error(*validation_error(exc.errors()[0], list(GenerateRequest.model_fields)))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -324,28 +365,11 @@ def create_app(models: dict[str, Pipeline], settings: ServeSettings = ServeSetti
         overrides = req.model_dump(exclude={"model", "inputs", "attention", "seed"}, exclude_none=True)
         try:
             opts = m.options(**overrides)
+            tokens, lengths = m.measure(req.inputs, opts, req.model_fields_set)
         except DecodeOptionError as e:
             return error(422, f"{e.key}: {e.message}", e.key)
-        if opts.mbr:
-            return error(422, "mbr: minimum Bayes risk decoding is not served (its cost grows with the square of "
-                         "the candidates)", "mbr")
-        tokens, lengths = 0, []
-        for i, text in enumerate(req.inputs):
-            if not text.strip():
-                return error(422, f"inputs.{i}: empty; every input needs some text", f"inputs.{i}")
-            n = len(m.pipe.src_tok.encode(text))
-            if n > m.max_tokens:
-                return error(422, f"inputs.{i}: {n} tokens long; this server takes at most {m.max_tokens}",
-                             f"inputs.{i}")
-            tokens += max(n, 1)
-            lengths.append(max(n, 1))
-        most = m.pipe.output_tokens(lengths, opts)
-        if most > s.max_output_tokens:
-            given = req.model_fields_set
-            field = next((f for f in ("beam", "nbest", "max_len_b", "max_len_a", "min_len") if f in given), "inputs")
-            return error(422, f"{field}: this request may decode up to {most:,} output tokens (each input's maximum "
-                         f"length times the beam); this server takes at most {s.max_output_tokens:,}: lower the beam, "
-                         f"max_len_a or max_len_b, or send fewer inputs", field)
+        except RequestError as e:
+            return error(e.status, e.message, e.field)
         seed = req.seed if opts.sampling else None
         key = JobKey(opts, req.attention, seed, object() if seed is not None else None)
         try:
