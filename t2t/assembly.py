@@ -107,17 +107,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def folder_checkpoint(path: str | os.PathLike, registry: Registry | None = None) -> dict:
-    """A pretrained folder read as a t2t checkpoint: recipe (translation, the folder's sections),
-    spec, tokenizer states and weights."""
+    """A pretrained folder read as a t2t checkpoint: recipe (translation, or the task the family
+    reads, and the folder's sections), spec, tokenizer states and weights."""
     registry = get_registry(registry)
-    recipe = load_recipe({"task": "translation", "data": {"source": "source", "target": "target"},
-                          "model": {"pretrained": str(path)}, "output_dir": str(path)}, registry=registry)
+    task = getattr(pretrained.family(pretrained.Folder(path)), "TASK", "")
+    sections = {"task": task} if task else {"task": "translation", "data": {"source": "source", "target": "target"}}
+    recipe = load_recipe({**sections, "model": {"pretrained": str(path)}, "output_dir": str(path)}, registry=registry)
     states = pretrained.tokenizer_states(path, recipe.tokenizer)
-    cls: type[Tokenizer] = registry.get("tokenizers", recipe.tokenizer.name)
-    src = cls.from_state(recipe.tokenizer, states["source"])
-    tgt = cls.from_state(recipe.tokenizer, states["target"])
-    spec = ModelSpec(src_vocab=len(src.vocab), tgt_vocab=len(tgt.vocab), pad=tgt.vocab.pad,
-                     shared_vocab=src.vocab == tgt.vocab)
+    parts = Assembly(recipe, registry)
+    parts.set_tokenizers(states)
+    spec = model_spec(parts.task, parts.src_tok, parts.tgt_tok, recipe.tokenizer.shared)
     return {"format": ckpt.FORMAT, "format_version": 1, "t2t_version": __version__,
             "recipe": recipe.to_yaml(), "plugins": {}, "spec": dataclasses.asdict(spec), "tokenizers": states,
             "task_state": {}, "model": pretrained.weights(path), "pretrained_folder": str(path)}

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from pathlib import Path
@@ -44,12 +45,17 @@ class Pipeline:
                  model: Seq2Seq, device: torch.device, registry=None):
         self.recipe, self.task, self.src_tok, self.tgt_tok = recipe, task, src_tok, tgt_tok
         self.model, self.device, self.registry = model, device, registry
-        v = tgt_tok.vocab
-        self.specials = tgt_tok.specials() or Specials(bos=v.bos, eos=v.eos, pad=v.pad, unk=v.unk)
         self.owns_model = False          # True when loaded for decoding: it may cast the weights
         self.checkpoint_paths: list[Path] = []     # where it was loaded from (an ensemble's members)
         self.truncated = 0               # sources cut to the model's maximum length so far
         self._int8: torch.nn.Module | None = None     # the int8 copy, made at the first int8 decoding
+
+    @functools.cached_property
+    def specials(self) -> Specials:
+        """The ids search treats specially: the tokenizer's own rules (a pretrained folder's), else
+        t2t's from the vocabulary. Made when first needed: a Whisper model needs its language."""
+        v = self.tgt_tok.vocab
+        return self.tgt_tok.specials() or Specials(bos=v.bos, eos=v.eos, pad=v.pad, unk=v.unk)
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -232,7 +238,7 @@ class Pipeline:
             except ValueError as e:
                 raise T2TError(str(e)) from None
         out: list[list[Hypothesis] | None] = [None] * len(encoded)
-        sp = self.specials
+        sp = specials
         for start in range(0, len(order), opts.max_sentences):
             idx = order[start: start + opts.max_sentences]
             batch = inputs.collate(idx, sp.pad, sp.bos, sp.eos, with_target=False).to(self.device)

@@ -251,8 +251,14 @@ class _Validator:
         if pre:
             given = {"tokenizer": (pre.tokenizer, pre.tokenizer_free), "model": (pre.model, PRETRAINED_FREE),
                      "decode": (pre.decode, tuple(DecodeOptions.__dataclass_fields__))}
+            if pre.task and task_name and task_name != pre.task:
+                self.error(sections["task"][1], "task", f"{task_name}: the pretrained folder is a {pre.model_type} "
+                           f"model, which reads {pre.task}; set task: {pre.task}")
+                data_cls = None
+            elif pre.data and data_cls is not None:
+                given["data"] = (pre.data, tuple(k for k in fields_of(data_cls) if k not in pre.data))
 
-        data = self.section(sections, "data", data_cls) if data_cls else None
+        data = self.section(sections, "data", data_cls, *given.get("data", ())) if data_cls else None
         tokenizer = self.section(sections, "tokenizer", tok_cls, *given.get("tokenizer", ())) if tok_cls else None
         model = self.section(sections, "model", model_cls, *given.get("model", ())) if model_cls else None
         train = self.section(sections, "train", TrainOptions)

@@ -65,7 +65,9 @@ class Specials:
     are never put out (None: <pad> and the start id, t2t's rule); `forced_bos` is put out first
     where a model is told its target language so; `forced_eos` (under `decode.rules:
     transformers`): at the length limit </s> is forced with log-probability 0 instead of the
-    output simply stopping there."""
+    output simply stopping there. `prompt` is fed to the decoder after `bos` before search begins,
+    as transformers feeds a decoder prompt (Whisper's language and task tokens): no part of the
+    output, its length or its score; `banned_first` are never the first token after it."""
 
     bos: int = 2
     eos: int = 3
@@ -74,6 +76,8 @@ class Specials:
     banned: tuple[int, ...] | None = None
     forced_bos: int | None = None
     forced_eos: bool = False
+    prompt: tuple[int, ...] = ()
+    banned_first: tuple[int, ...] = ()
 
 
 def length_penalty(length: torch.Tensor | float, alpha: float, rules: str = "t2t"):
@@ -92,13 +96,27 @@ def log_probs(model, scores: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(scores.float(), dim=-1)
 
 
-def max_lengths(src_lengths: torch.Tensor, opts: DecodeOptions, model: Seq2Seq | None = None) -> torch.Tensor:
+def max_lengths(src_lengths: torch.Tensor, opts: DecodeOptions, model: Seq2Seq | None = None,
+                prompt: int = 0) -> torch.Tensor:
     """(B,) longest output (in tokens, </s> included) for each source: a * source length + b,
-    within the model's limit and MAX_OUTPUT_TOKENS. `min_len` never lengthens it: where the two
-    disagree the maximum wins (`_penalize_` lets </s> through at the limit)."""
+    within the model's limit (less a decoder `prompt` of that many tokens) and MAX_OUTPUT_TOKENS.
+    `min_len` never lengthens it: where the two disagree the maximum wins (`_penalize_` lets </s>
+    through at the limit)."""
     limit = (src_lengths.double() * opts.max_len_a + opts.max_len_b).clamp(1, MAX_OUTPUT_TOKENS).long()
     most = model.length_limits()[1] if model is not None else None
-    return limit.clamp(max=most) if most else limit
+    return limit.clamp(max=max(most - prompt, 1)) if most else limit
+
+
+def start(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, sp: Specials,
+          need_attention: bool) -> tuple[dict, torch.Tensor]:
+    """The decoder's state after the start token and any prompt (`Specials.prompt`), and the
+    input of the first search step."""
+    state = model.init_state(model.encode(src, src_lengths), need_attn=need_attention)
+    prev = torch.full((src.shape[0],), sp.bos, dtype=torch.long, device=src.device)
+    for token in sp.prompt:
+        _, state = model.decode_step(prev, state)
+        prev = torch.full_like(prev, token)
+    return state, prev
 
 
 def min_lengths(limit: torch.Tensor, opts: DecodeOptions) -> torch.Tensor:
@@ -149,6 +167,8 @@ def _penalize_(lp: torch.Tensor, step: int, hist: torch.Tensor, limit: torch.Ten
         eos = lp[at_limit, sp.eos].clone() if opts.rules == "t2t" else 0.0
         lp[at_limit] = -math.inf
         lp[at_limit, sp.eos] = eos
+    if step == 0 and sp.banned_first:
+        lp[:, list(sp.banned_first)] = -math.inf
     if step == 0 and sp.forced_bos is not None:
         lp.fill_(-math.inf)
         lp[:, sp.forced_bos] = 0.0
@@ -200,10 +220,9 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
 
 def _single_path(model, src, src_lengths, opts, sp, choose, need_attention, budget=None) -> list[Hypothesis]:
     b = src.shape[0]
-    state = model.init_state(model.encode(src, src_lengths), need_attn=need_attention)
-    limit = max_lengths(src_lengths, opts, model)
+    state, prev = start(model, src, src_lengths, sp, need_attention)
+    limit = max_lengths(src_lengths, opts, model, len(sp.prompt))
     rows = torch.arange(b, device=src.device)                 # sentence of each active row
-    prev = torch.full((b,), sp.bos, dtype=torch.long, device=src.device)
     hist = torch.zeros(b, 0, dtype=torch.long, device=src.device)
     tok_lp = torch.zeros(b, 0, device=src.device)
     attn = [] if need_attention else None
@@ -263,14 +282,13 @@ def beam_search(model, src, src_lengths, opts, sp=Specials(), need_attention=Fal
     device, b, k, alpha = src.device, src.shape[0], opts.beam, opts.length_penalty
     hf = opts.rules == "transformers"
     keep_best = k if hf else opts.nbest                # finished hypotheses the stopping rule counts
-    state = model.init_state(model.encode(src, src_lengths), need_attn=need_attention)
-    limit = max_lengths(src_lengths, opts, model)                        # (B,)
+    state, prev = start(model, src, src_lengths, sp, need_attention)
+    limit = max_lengths(src_lengths, opts, model, len(sp.prompt))        # (B,)
     sent = torch.arange(b, device=device)                                # sentence of each active group
     # Before the first token every beam of a sentence is the same, so step 0 runs one row per
     # sentence (width 1) and its best K extensions become the K beams.
     width = 1
     scores = torch.zeros(b, 1, device=device)                            # penalised log-prob sums
-    prev = torch.full((b,), sp.bos, dtype=torch.long, device=device)
     hist = torch.zeros(b, 0, dtype=torch.long, device=device)
     tok_lp = torch.zeros(b, 0, device=device)
     attn_hist = torch.zeros(b, 0, src.shape[1], device=device) if need_attention else None

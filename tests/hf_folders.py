@@ -257,3 +257,67 @@ def mbart50(folder: Path, seed: int = 0, eos_bias: float = 3.0, **config) -> Pat
         model.final_logits_bias[0, model.config.eos_token_id] = eos_bias
     model.save_pretrained(str(folder))
     return folder
+
+
+WHISPER_SPECIALS = ["<|startoftranscript|>", "<|en|>", "<|de|>", "<|fr|>", "<|translate|>", "<|transcribe|>",
+                    "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
+
+
+def whisper(folder: Path, seed: int = 0, eos_bias: float = 6.0, n_mels: int = 80, multilingual: bool = True,
+            **config) -> Path:
+    """A Whisper folder as `save_pretrained` writes it: a byte-level BPE with <|endoftext|> first and
+    Whisper's special tokens after it (tokenizer.json), the feature extractor's preprocessor_config.json,
+    and a generation config with languages, tasks, suppressed and begin-suppressed tokens."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import (WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration,
+                              WhisperTokenizer)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([s.lower() for s in sentences(2000, 1)], vocab_size=300, min_frequency=1,
+                            special_tokens=["<|endoftext|>"], show_progress=False)
+    bpe.save_model(str(folder))
+    specials = WHISPER_SPECIALS if multilingual else [t for t in WHISPER_SPECIALS
+                                                      if t not in ("<|en|>", "<|de|>", "<|fr|>")]
+    tok = WhisperTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), unk_token="<|endoftext|>",
+                           bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tok.add_special_tokens({"additional_special_tokens": specials})
+    tok.save_pretrained(str(folder))
+    WhisperFeatureExtractor(feature_size=n_mels).save_pretrained(str(folder))
+    ids = dict(zip(specials, tok.convert_tokens_to_ids(specials)))
+    eot, space = tok.convert_tokens_to_ids("<|endoftext|>"), tok.convert_tokens_to_ids("Ġ")
+    suppress = [5, 7, 11, ids["<|startoflm|>"], ids["<|startofprev|>"], ids["<|nocaptions|>"]]
+    settings = dict(vocab_size=len(tok), num_mel_bins=n_mels, d_model=32, encoder_layers=2, decoder_layers=2,
+                    encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                    max_source_positions=1500, max_target_positions=64, pad_token_id=eot, bos_token_id=eot,
+                    eos_token_id=eot, decoder_start_token_id=ids["<|startoftranscript|>"], suppress_tokens=suppress,
+                    begin_suppress_tokens=[space, eot], dropout=0.0)
+    model = _model(WhisperForConditionalGeneration, WhisperConfig, settings, config, seed)
+    with torch.no_grad():                  # embeddings tied to the output: favour <|endoftext|> through its row
+        model.model.decoder.embed_tokens.weight[eot] *= eos_bias
+    gc = model.generation_config
+    if multilingual:
+        gc.lang_to_id = {t: ids[t] for t in ("<|en|>", "<|de|>", "<|fr|>")}
+        gc.task_to_id = {"translate": ids["<|translate|>"], "transcribe": ids["<|transcribe|>"]}
+    gc.is_multilingual = multilingual
+    gc.no_timestamps_token_id = ids["<|notimestamps|>"]
+    gc.max_length = 64
+    gc.suppress_tokens, gc.begin_suppress_tokens = suppress, [space, eot]
+    gc.decoder_start_token_id = ids["<|startoftranscript|>"]
+    gc.forced_decoder_ids = None
+    gc._from_model_config = False              # as a released folder's: transformers reads it, not the config
+    model.save_pretrained(str(folder))
+    return folder
+
+
+def tones(n: int, seed: int = 0, rate: int = 16000) -> list:
+    """`n` recordings of one to four seconds: a few tones, a chirp and noise at random levels."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        t = np.arange(int(rate * rng.uniform(1.0, 4.0))) / rate
+        x = sum(rng.uniform(0.05, 0.3) * np.sin(2 * np.pi * rng.uniform(100, 4000) * t) for _ in range(3))
+        x = x + 0.2 * np.sin(2 * np.pi * (200 + 800 * t) * t) + rng.uniform(0.01, 0.1) * rng.standard_normal(len(t))
+        out.append(x.astype(np.float32))
+    return out

@@ -26,6 +26,7 @@ from t2t import checkpoint as ckpt
 from t2t.data import read_jsonl, read_tsv
 from t2t.errors import DataError, T2TError
 from t2t.options import DataOptions, OptionError, option
+from t2t.pretrained.whisper import log_mel
 from t2t_plugins.speech.features import fbank, mfcc, read_wav, resample, spec_augment, vtlp
 
 log = logging.getLogger("t2t")
@@ -38,7 +39,9 @@ class SpeechOptions(DataOptions):
     text_field: str = option("transcript", help="manifest column with the transcript")
     splits: dict[str, str] = option(factory=dict, help="manifest stem of each split, e.g. {test: valid}")
     sample_rate: int = option(16000, min=1000, help="audio is resampled to this rate when it differs")
-    features: Literal["fbank", "mfcc"] = option("fbank", help="log-mel filterbanks or MFCC")
+    features: Literal["fbank", "mfcc", "whisper"] = option("fbank", help="log-mel filterbanks, MFCC, or Whisper's "
+                                                         "log-mel spectrogram of 30 s (n_mels bins; set by a "
+                                                         "Whisper folder)")
     n_mels: int = option(80, min=8, help="mel bands")
     n_mfcc: int = option(13, min=2, help="cepstra when features: mfcc")
     frame_ms: float = option(25.0, min=5.0, help="window length")
@@ -250,12 +253,23 @@ class Speech(t2t.Task):
             pieces.append(resample(x, round(rate * speed), o.sample_rate))
             if k < len(files) - 1:
                 pieces.append(torch.zeros(int(o.sample_rate * rng.randint(*o.silence_ms) / 1000)))
-        return torch.cat(pieces)
+        return self._whole(torch.cat(pieces), files)
+
+    def _whole(self, samples: torch.Tensor, files) -> torch.Tensor:
+        """The samples, where the features take them whole (Whisper's: at most 30 s)."""
+        o = self.options
+        if o.features == "whisper" and samples.shape[0] > 30 * o.sample_rate:
+            raise DataError(f"{', '.join(map(str, files))}: {samples.shape[0] / o.sample_rate:.1f} s of audio; "
+                            f"Whisper's front end takes at most 30 s (longer recordings are not cut into pieces yet)")
+        return samples
 
     def features_of(self, samples: torch.Tensor, dither: torch.Generator | None = None) -> torch.Tensor:
         """(frames, feature_dim) of audio samples at the recipe's rate, not normalised; dithered only
         when given a generator (training features)."""
         o = self.options
+        if o.features == "whisper":
+            return log_mel(samples, o.n_mels, o.sample_rate, dither=o.dither if dither is not None else 0.0,
+                           generator=dither)
         feats = fbank(samples, o.sample_rate, o.n_mels, o.frame_ms, o.hop_ms, window=o.window,
                       dither=o.dither if dither is not None else 0.0, generator=dither)
         return mfcc(feats, o.n_mfcc) if o.features == "mfcc" else feats
@@ -294,7 +308,7 @@ class Speech(t2t.Task):
         if not path.is_absolute() and self.data_dir is not None and not path.exists():
             path = self.data_dir / path
         x, rate = read_wav(path)
-        feats = self.features_of(resample(x, rate, self.options.sample_rate))
+        feats = self.features_of(self._whole(resample(x, rate, self.options.sample_rate), [path]))
         return self._normalise(feats, self._offsets([(path.name, [path], "", "")], [feats])[0])   # no speaker: its own mean
 
     def augment(self, src: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

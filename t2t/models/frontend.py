@@ -7,6 +7,7 @@ source they read. Shapes: B batch, S source length, F feature size, E output siz
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import torch
 from torch import nn
@@ -21,6 +22,9 @@ class FeatureSourceOptions(Options):
 
     subsample_channels: int = option(64, min=1, help="feature sources (speech): channels of the two stride-2 "
                                      "convolutions that subsample frames by 4 (their cost grows with the square)")
+    feature_stem: Literal["conv2d", "conv1d"] = option("conv2d", help="feature sources: conv2d (two stride-2 "
+                                                       "2-D convolutions, frames / 4) or conv1d (Whisper's: two "
+                                                       "1-D convolutions over time with GELU, frames / 2)")
 
 
 class TokenEmbedding(nn.Module):
@@ -61,9 +65,28 @@ class ConvSubsampler(nn.Module):
         return self.drop(x), self.output_lengths(lengths).clamp(max=s)
 
 
+class Conv1dStem(nn.Module):
+    """Feature frames (B, S, F) -> (B, ceil(S/2), E): a 1-D convolution over time (kernel 3) from F
+    to E channels, GELU, a second one of stride 2, GELU (Whisper's encoder stem)."""
+
+    def __init__(self, feature_dim: int, dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.conv1 = nn.Conv1d(feature_dim, dim, 3, padding=1)
+        self.conv2 = nn.Conv1d(dim, dim, 3, stride=2, padding=1)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = nn.functional.gelu(self.conv1(src.transpose(1, 2)))
+        x = nn.functional.gelu(self.conv2(x)).transpose(1, 2)
+        return self.drop(x), (lengths + 1) // 2
+
+
 def source_embedder(spec: ModelSpec, dim: int, dropout: float, scale: bool = False, *,
-                    channels: int) -> nn.Module:
-    """The front-end for the spec's source kind (`channels`: the subsampler's, model.subsample_channels)."""
+                    channels: int, stem: str = "conv2d") -> nn.Module:
+    """The front-end for the spec's source kind (`channels`: the 2-D subsampler's,
+    model.subsample_channels; `stem`: model.feature_stem)."""
+    if spec.feature_dim is not None and stem == "conv1d":
+        return Conv1dStem(spec.feature_dim, dim, dropout)
     if spec.feature_dim is not None:
         return ConvSubsampler(spec.feature_dim, dim, dropout, channels=channels)
     return TokenEmbedding(spec.src_vocab, dim, spec.pad, dropout, scale)

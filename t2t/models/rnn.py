@@ -53,7 +53,8 @@ class RNNSeq2Seq(Seq2Seq):
         o = options
         cell = nn.LSTM if o.cell == "lstm" else nn.GRU
         enc_hidden = o.hidden_dim // 2 if o.bidirectional else o.hidden_dim
-        self.src_embed = source_embedder(spec, o.embed_dim, o.dropout, channels=o.subsample_channels)
+        self.src_embed = source_embedder(spec, o.embed_dim, o.dropout, channels=o.subsample_channels,
+                                         stem=o.feature_stem)
         self.encoder = cell(o.embed_dim, enc_hidden, num_layers=o.encoder_layers, batch_first=True,
                             bidirectional=o.bidirectional, dropout=o.dropout if o.encoder_layers > 1 else 0.0)
         self.bridge = nn.Linear(o.hidden_dim, o.hidden_dim)

@@ -43,6 +43,8 @@ class TransformerOptions(FeatureSourceOptions, CTCOptions, ModelOptions):
     embed_norm: bool = option(False, help="a layer norm over embeddings and positions, per side (BART's "
                               "layernorm_embedding)")
     max_positions: int = option(1024, min=8, help="longest sequence the position table covers")
+    source_positions: Optional[int] = option(None, min=8, help="rows of the source side's position table "
+                                             "(default: max_positions; Whisper's encoder has 1500)")
     relative_buckets: int = option(32, min=2, max=1024, help="positions relative: distance buckets (T5's)")
     relative_max_distance: int = option(128, min=2, help="positions relative: the distance the last bucket starts at")
     norm_type: NORMS = option("layer", help="layer: LayerNorm; rms: T5's RMS norm (no centring, no bias)")
@@ -206,11 +208,12 @@ class Transformer(Seq2Seq):
         o = options
         if o.share_embeddings and not spec.shared_vocab:
             raise ValueError("model.share_embeddings needs a shared vocabulary (tokenizer.shared: true)")
-        self.src_embed = source_embedder(spec, o.dim, 0.0, scale=o.embed_scale, channels=o.subsample_channels)
+        self.src_embed = source_embedder(spec, o.dim, 0.0, scale=o.embed_scale, channels=o.subsample_channels,
+                                         stem=o.feature_stem)
         self.tgt_embed = nn.Embedding(spec.tgt_vocab, o.dim, padding_idx=spec.pad)
         if o.share_embeddings:
             self.tgt_embed.weight = self.src_embed.embed.weight
-        self.src_pos = Positions(o.positions, o.max_positions, o.dim, o.position_offset)
+        self.src_pos = Positions(o.positions, o.source_positions or o.max_positions, o.dim, o.position_offset)
         self.tgt_pos = Positions(o.positions, o.max_positions, o.dim, o.position_offset)
         if o.positions == "relative":               # T5: a bias per head and distance, one table per side
             self.src_rel = RelativePositionBias(o.heads, o.relative_buckets, o.relative_max_distance, True)
@@ -248,8 +251,11 @@ class Transformer(Seq2Seq):
                     emb.weight[self.spec.pad].zero_()
 
     def length_limits(self) -> tuple[int | None, int | None]:
-        n = self.options.max_positions
-        return (4 * n + 3 if self.spec.feature_dim else n), n       # features: 4x subsampled
+        o = self.options
+        n, s = o.max_positions, o.source_positions or o.max_positions
+        if self.spec.feature_dim:                                    # frames: subsampled 2x or 4x
+            s = 2 * s if o.feature_stem == "conv1d" else 4 * s + 3
+        return s, n
 
     # ------------------------------------------------------------------ encoder
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> dict:

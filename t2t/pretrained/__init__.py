@@ -24,14 +24,14 @@ import torch
 from t2t import lora
 from t2t.errors import CheckpointError, T2TError
 from t2t.options import MAX_OUTPUT_TOKENS, TokenizerOptions
-from t2t.pretrained import bart, m2m100, marian, mbart, t5
+from t2t.pretrained import bart, m2m100, marian, mbart, t5, whisper
 from t2t.pretrained.folder import Folder, is_pretrained_folder, write_folder
 from t2t.pretrained.tokenizer import GENERATION_KEYS
 
 __all__ = ["Description", "describe", "export_folder", "is_pretrained_folder", "FAMILIES"]
 
 log = logging.getLogger("t2t")
-FAMILIES: dict[str, ModuleType] = {t: m for m in (marian, bart, m2m100, mbart, t5) for t in m.MODEL_TYPES}
+FAMILIES: dict[str, ModuleType] = {t: m for m in (marian, bart, m2m100, mbart, t5, whisper) for t in m.MODEL_TYPES}
 
 
 def tokenizer_class(fam: ModuleType, files: dict[str, bytes]) -> type:
@@ -55,7 +55,8 @@ def family(folder: Folder) -> ModuleType:
 
 @dataclasses.dataclass(frozen=True)
 class Description:
-    """What a folder implies for a recipe: its `model:`, `tokenizer:` and `decode:` keys."""
+    """What a folder implies for a recipe: its `model:`, `tokenizer:` and `decode:` keys, and for
+    a family that reads something other than text, its task and the `data:` keys it fixes."""
 
     path: Path
     model_type: str
@@ -64,6 +65,8 @@ class Description:
     decode: dict
     languages: tuple[str, ...] = ()      # the codes of a family with languages (tokenizer.source_lang ...)
     tokenizer_free: tuple[str, ...] = ()  # tokenizer keys a recipe may set (T5's source_prefix)
+    task: str = ""                       # the task the model reads (Whisper: speech); "" any text task
+    data: dict = dataclasses.field(default_factory=dict)
 
 
 def describe(path: str | os.PathLike) -> Description:
@@ -79,16 +82,25 @@ def describe(path: str | os.PathLike) -> Description:
     gen = _generation(folder, files)
     cls = tokenizer_class(fam, files)
     languages: tuple[str, ...] = ()
-    if "source_lang" in getattr(cls.Options, "__dataclass_fields__", {}):
-        try:
-            probe = cls.from_files(cls.Options(name=cls.name, shared=False), files, "source")
-        except T2TError as e:
-            raise CheckpointError(f"{folder.path}: {e}") from None
-        languages = tuple(sorted(probe.languages))
+    decode = decode_defaults(gen, model["max_positions"])
+    try:
+        if "source_lang" in getattr(cls.Options, "__dataclass_fields__", {}):
+            probe = cls.from_files(cls.Options(name=cls.name, shared=False), files, sides(fam)[0])
+            languages = tuple(sorted(probe.languages))
+        if hasattr(fam, "decode_defaults"):                  # a family whose decoder has a prompt (Whisper)
+            decode.update(fam.decode_defaults(gen, (2 if languages else 0) + (probe.no_timestamps is not None)))
+        data = fam.data_options(files, folder.config) if hasattr(fam, "data_options") else {}
+    except T2TError as e:
+        raise CheckpointError(f"{folder.path}: {e}") from None
     base = set(TokenizerOptions.__dataclass_fields__)
     free = tuple(k for k in getattr(cls.Options, "__dataclass_fields__", {}) if k not in base)
     return Description(folder.path, folder.config["model_type"], model, {"name": cls.name, "shared": False},
-                       decode_defaults(gen, model["max_positions"]), languages, free)
+                       decode, languages, free, getattr(fam, "TASK", ""), data)
+
+
+def sides(fam: ModuleType) -> tuple[str, ...]:
+    """The tokenizer sides of a family: source and target, or the target alone (Whisper's source is audio)."""
+    return getattr(fam, "SIDES", ("source", "target"))
 
 
 def _generation(folder: Folder, files: dict[str, bytes]) -> dict:
@@ -123,7 +135,7 @@ def tokenizer_states(path: str | os.PathLike, options) -> dict:
     fam = family(folder)
     files = fam.tokenizer_files(folder)
     cls = tokenizer_class(fam, files)
-    return {side: cls.from_files(options, files, side).state_dict() for side in ("source", "target")}
+    return {side: cls.from_files(options, files, side).state_dict() for side in sides(fam)}
 
 
 def weight_items(path: str | os.PathLike):

@@ -52,6 +52,19 @@ def bart_table(c: Callable, final_norms: bool = False, learned_positions: bool =
             rows.append((f"{t}_pos.table", (f"model.{side}.embed_positions.weight",), "any"))
         if embed_norm:
             rows += _same(f"{t}_embed_norm", f"model.{side}.layernorm_embedding")
+    rows += bart_layers(c)
+    if final_norms:
+        rows += _same("enc_norm", "model.encoder.layer_norm") + _same("dec_norm", "model.decoder.layer_norm")
+    rows += embedding_rows(bool(c("share_encoder_decoder_embeddings")), bool(c("tie_word_embeddings")),
+                           "model.shared.weight", "model.encoder.embed_tokens.weight",
+                           "model.decoder.embed_tokens.weight")
+    rows.append(("logit_bias", ("final_logits_bias",), "bias"))
+    return rows
+
+
+def bart_layers(c: Callable) -> list[Row]:
+    """The encoder and decoder layers of the BART lineage (Whisper's too)."""
+    rows: list[Row] = []
     for i in range(c("encoder_layers")):
         e, t = f"model.encoder.layers.{i}", f"encoder.{i}"
         rows += _fused(f"{t}.attn.qkv", [f"{e}.self_attn.{p}_proj" for p in "qkv"])
@@ -68,12 +81,6 @@ def bart_table(c: Callable, final_norms: bool = False, learned_positions: bool =
         rows += _same(f"{t}.norm2", f"{d}.encoder_attn_layer_norm")
         rows += _same(f"{t}.ff.fc1", f"{d}.fc1") + _same(f"{t}.ff.fc2", f"{d}.fc2")
         rows += _same(f"{t}.norm3", f"{d}.final_layer_norm")
-    if final_norms:
-        rows += _same("enc_norm", "model.encoder.layer_norm") + _same("dec_norm", "model.decoder.layer_norm")
-    rows += embedding_rows(bool(c("share_encoder_decoder_embeddings")), bool(c("tie_word_embeddings")),
-                           "model.shared.weight", "model.encoder.embed_tokens.weight",
-                           "model.decoder.embed_tokens.weight")
-    rows.append(("logit_bias", ("final_logits_bias",), "bias"))
     return rows
 
 
