@@ -59,6 +59,11 @@ def export_hf(pipe: Pipeline, out: str | os.PathLike, force: bool = False) -> Pa
     return pretrained.export_folder(pipe.model.state_dict(), pipe.tgt_tok.state_dict(), out, force=force)
 
 
+def is_whisper(pipe: Pipeline) -> bool:
+    """A run of a Whisper folder (exported as CTranslate2's Whisper model)."""
+    return type(pipe.tgt_tok).__name__ == "WhisperTokenizer"
+
+
 def check_exportable(pipe: Pipeline) -> None:
     """Refuse, naming the reason, a model whose CTranslate2 Transformer would compute something else."""
     model = pipe.model
@@ -68,8 +73,9 @@ def check_exportable(pipe: Pipeline) -> None:
         raise T2TError(f"export: model.arch '{pipe.recipe.model.arch}' cannot be exported to CTranslate2; "
                        f"only the Transformer (model.arch: transformer) can")
     o = model.options
-    refusals = [(model.spec.feature_dim is not None, "its source is feature frames (a speech task), which "
-                 "CTranslate2's Transformer does not take"),
+    whisper = is_whisper(pipe)
+    refusals = [(model.spec.feature_dim is not None and not whisper, "its source is feature frames (a speech "
+                 "task), which CTranslate2's Transformer does not take (a Whisper folder's model it takes)"),
                 (o.copy, "model.copy: the pointer-generator's copy distribution has no CTranslate2 counterpart"),
                 (o.ctc_weight > 0, "model.ctc_weight: the CTC head has no CTranslate2 counterpart"),
                 (o.conv_kernel > 0, "model.conv_kernel: Conformer layers have no CTranslate2 counterpart"),
@@ -96,8 +102,12 @@ def export_ctranslate2(pipe: Pipeline, out: str | os.PathLike, quantization: str
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        write_ctranslate2(pipe.model, pipe.src_tok.vocab, pipe.tgt_tok.vocab, tmp, quantization)
-        (tmp / "decoding.json").write_text(json.dumps(decoding_defaults(pipe), indent=1) + "\n")
+        if is_whisper(pipe):
+            write_spec(whisper_spec(pipe.model, pipe.tgt_tok), tmp, quantization)
+        else:
+            write_ctranslate2(pipe.model, pipe.src_tok.vocab, pipe.tgt_tok.vocab, tmp, quantization)
+        defaults = whisper_decoding(pipe) if is_whisper(pipe) else decoding_defaults(pipe)
+        (tmp / "decoding.json").write_text(json.dumps(defaults, indent=1) + "\n")
         for name, data in tokenizer_files(pipe).items():
             (tmp / name).write_bytes(data)
         if out.exists():
@@ -112,13 +122,45 @@ def write_ctranslate2(model, src_vocab: Vocab, tgt_vocab: Vocab, out: str | os.P
                       quantization: str | None = None) -> None:
     """Write a t2t Transformer (checked with `check_exportable`) as a CTranslate2 model folder
     through CTranslate2's own converter."""
+    write_spec(transformer_spec(model, src_vocab, tgt_vocab), out, quantization)
+
+
+def write_spec(spec, out: str | os.PathLike, quantization: str | None = None) -> None:
+    """A CTranslate2 model spec with its weights set, written by CTranslate2's own converter."""
     from ctranslate2.converters.converter import Converter
 
     class T2TConverter(Converter):
         def _load(self):
-            return transformer_spec(model, src_vocab, tgt_vocab)
+            return spec
 
     T2TConverter().convert(str(out), quantization=quantization, force=True)
+
+
+def whisper_spec(model, tokenizer):
+    """A Whisper folder's model (its t2t Transformer) as a `ctranslate2.specs.WhisperSpec`, with the
+    generation config's suppressed and begin-suppressed tokens and language ids."""
+    from ctranslate2.specs import whisper_spec as ws
+    model = copy.deepcopy(model).float()
+    o = model.options
+    spec = ws.WhisperSpec(len(model.encoder), o.heads, len(model.decoder), o.heads)
+    w = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    enc, dec = spec.encoder, spec.decoder
+    for i, conv in ((1, enc.conv1), (2, enc.conv2)):
+        conv.weight, conv.bias = w[f"src_embed.conv{i}.weight"], w[f"src_embed.conv{i}.bias"]
+    enc.position_encodings.encodings = w["src_pos.table"]
+    dec.position_encodings.encodings = w["tgt_pos.table"]
+    dec.embeddings.weight = w["tgt_embed.weight"]
+    _layers(spec, w, o)
+    dec.projection.weight = w["out.weight"]
+    gen = tokenizer.generation_config()
+    spec.config.suppress_ids = list(gen.get("suppress_tokens") or [])
+    spec.config.suppress_ids_begin = list(gen.get("begin_suppress_tokens") or [])
+    spec.config.lang_ids = sorted(tokenizer.languages.values())
+    heads = gen.get("alignment_heads") or [(i, h) for i in range(len(model.decoder) // 2, len(model.decoder))
+                                           for h in range(o.heads)]
+    spec.config.alignment_heads = [tuple(x) for x in heads]
+    spec.register_vocabulary(list(tokenizer.vocab.tokens))
+    return spec
 
 
 def transformer_spec(model, src_vocab: Vocab, tgt_vocab: Vocab):
@@ -138,29 +180,6 @@ def transformer_spec(model, src_vocab: Vocab, tgt_vocab: Vocab):
         w.update({f"{side}_pos.table": getattr(model, f"{side}_pos").table[o.position_offset:].detach().float().numpy()
                   for side in ("src", "tgt")})
 
-    def linear(dst, name):
-        dst.weight = w[f"{name}.weight"]
-        if f"{name}.bias" in w:
-            dst.bias = w[f"{name}.bias"]
-
-    def norm(dst, name):
-        dst.gamma = w[f"{name}.weight"]
-        if f"{name}.bias" in w:                                     # (RMS norms have none)
-            dst.beta = w[f"{name}.bias"]
-
-    def attention(dst, side):                                       # T5: unscaled scores, relative biases
-        if not o.attention_scale:
-            dst.queries_scale = 1.0
-        if relative and side:
-            dst.relative_attention_bias = w[f"{side}_rel.embed.weight"]
-            dst.relative_attention_max_distance = np.dtype("int32").type(o.relative_max_distance)
-
-    def ffn(dst, p):
-        linear(dst.linear_0, f"{p}.ff.fc1")
-        if o.ff_gated:
-            linear(dst.linear_0_noact, f"{p}.ff.gate")
-        linear(dst.linear_1, f"{p}.ff.fc2")
-
     enc, dec = spec.encoder, spec.decoder
     enc.embeddings[0].weight = w["src_embed.embed.weight"]
     dec.embeddings.weight = w["tgt_embed.weight"]
@@ -171,32 +190,9 @@ def transformer_spec(model, src_vocab: Vocab, tgt_vocab: Vocab):
     if o.output_scale:
         dec.scale_outputs = o.dim ** -0.5
     if o.embed_norm:
-        norm(enc.layernorm_embedding, "src_embed_norm")
-        norm(dec.layernorm_embedding, "tgt_embed_norm")
-    if pre:
-        norm(enc.layer_norm, "enc_norm")
-        norm(dec.layer_norm, "dec_norm")
-    for i, layer in enumerate(enc.layer):
-        p = f"encoder.{i}"
-        linear(layer.self_attention.linear[0], f"{p}.attn.qkv")    # fused q, k, v: the same layout
-        linear(layer.self_attention.linear[1], f"{p}.attn.out")
-        norm(layer.self_attention.layer_norm, f"{p}.norm1")
-        attention(layer.self_attention, "src")
-        ffn(layer.ffn, p)
-        norm(layer.ffn.layer_norm, f"{p}.norm2")
-    for i, layer in enumerate(dec.layer):
-        p = f"decoder.{i}"
-        linear(layer.self_attention.linear[0], f"{p}.self_attn.qkv")
-        linear(layer.self_attention.linear[1], f"{p}.self_attn.out")
-        norm(layer.self_attention.layer_norm, f"{p}.norm1")
-        attention(layer.self_attention, "tgt")
-        linear(layer.attention.linear[0], f"{p}.cross_attn.q")
-        linear(layer.attention.linear[1], f"{p}.cross_attn.kv")     # fused k, v
-        linear(layer.attention.linear[2], f"{p}.cross_attn.out")
-        norm(layer.attention.layer_norm, f"{p}.norm2")
-        attention(layer.attention, None)
-        ffn(layer.ffn, p)
-        norm(layer.ffn.layer_norm, f"{p}.norm3")
+        _norm(w, enc.layernorm_embedding, "src_embed_norm")
+        _norm(w, dec.layernorm_embedding, "tgt_embed_norm")
+    _layers(spec, w, o)
     dec.projection.weight = w["out.weight"]
     if "out.bias" in w or "logit_bias" in w:          # a pretrained model's fixed output bias
         dec.projection.bias = w.get("out.bias", 0) + w.get("logit_bias", 0)
@@ -208,6 +204,83 @@ def transformer_spec(model, src_vocab: Vocab, tgt_vocab: Vocab):
     spec.config.unk_token, spec.config.bos_token = tgt_tokens[v.unk], tgt_tokens[v.bos]
     spec.config.eos_token, spec.config.decoder_start_token = tgt_tokens[v.eos], tgt_tokens[v.bos]
     return spec
+
+
+def _linear(w: dict, dst, name: str) -> None:
+    dst.weight = w[f"{name}.weight"]
+    if f"{name}.bias" in w:
+        dst.bias = w[f"{name}.bias"]
+
+
+def _norm(w: dict, dst, name: str) -> None:
+    dst.gamma = w[f"{name}.weight"]
+    if f"{name}.bias" in w:                                     # (RMS norms have none)
+        dst.beta = w[f"{name}.bias"]
+
+
+def _layers(spec, w: dict, o) -> None:
+    """The encoder and decoder layers of a t2t Transformer's weights `w` into a CTranslate2 spec
+    (a TransformerSpec's or a WhisperSpec's), with the final norms of a pre-norm model."""
+    relative = o.positions == "relative"
+
+    def attention(dst, side):                                   # T5: unscaled scores, relative biases
+        if not o.attention_scale:
+            dst.queries_scale = 1.0
+        if relative and side:
+            dst.relative_attention_bias = w[f"{side}_rel.embed.weight"]
+            dst.relative_attention_max_distance = np.dtype("int32").type(o.relative_max_distance)
+
+    def ffn(dst, p):
+        _linear(w, dst.linear_0, f"{p}.ff.fc1")
+        if o.ff_gated:
+            _linear(w, dst.linear_0_noact, f"{p}.ff.gate")
+        _linear(w, dst.linear_1, f"{p}.ff.fc2")
+
+    enc, dec = spec.encoder, spec.decoder
+    if o.norm == "pre":
+        _norm(w, enc.layer_norm, "enc_norm")
+        _norm(w, dec.layer_norm, "dec_norm")
+    for i, layer in enumerate(enc.layer):
+        p = f"encoder.{i}"
+        _linear(w, layer.self_attention.linear[0], f"{p}.attn.qkv")    # fused q, k, v: the same layout
+        _linear(w, layer.self_attention.linear[1], f"{p}.attn.out")
+        _norm(w, layer.self_attention.layer_norm, f"{p}.norm1")
+        attention(layer.self_attention, "src")
+        ffn(layer.ffn, p)
+        _norm(w, layer.ffn.layer_norm, f"{p}.norm2")
+    for i, layer in enumerate(dec.layer):
+        p = f"decoder.{i}"
+        _linear(w, layer.self_attention.linear[0], f"{p}.self_attn.qkv")
+        _linear(w, layer.self_attention.linear[1], f"{p}.self_attn.out")
+        _norm(w, layer.self_attention.layer_norm, f"{p}.norm1")
+        attention(layer.self_attention, "tgt")
+        _linear(w, layer.attention.linear[0], f"{p}.cross_attn.q")
+        _linear(w, layer.attention.linear[1], f"{p}.cross_attn.kv")     # fused k, v
+        _linear(w, layer.attention.linear[2], f"{p}.cross_attn.out")
+        _norm(w, layer.attention.layer_norm, f"{p}.norm2")
+        attention(layer.attention, None)
+        ffn(layer.ffn, p)
+        _norm(w, layer.ffn.layer_norm, f"{p}.norm3")
+
+
+def whisper_decoding(pipe: Pipeline) -> dict:
+    """The recipe's decoding settings as `ctranslate2.models.Whisper.generate` arguments: the
+    prompt (its tokens; the language's where the recipe names it) counts in max_length there."""
+    d, tok = pipe.recipe.decode, pipe.tgt_tok
+    lang = d.target_lang or tok.lang
+    v = tok.vocab
+    prompt = [v.tokens[v.bos]] + ([v.tokens[i] for i in tok.prompt(lang)] if lang or not tok.languages else [])
+    notes = [] if lang or not tok.languages else [
+        f"put the speech's language and the task after {prompt[0]} in each prompt, e.g. "
+        f"{[prompt[0], '<|en|>', '<|transcribe|>', v.tokens[tok.no_timestamps]]}"]
+    if d.sampling or d.mbr or d.no_repeat_ngram_size or d.min_len:
+        notes.append("decode.sampling, mbr, no_repeat_ngram_size and min_len are not carried over")
+    prompt_len = len(prompt) if lang or not tok.languages else 1 + 3
+    args = {"beam_size": d.beam, "num_hypotheses": d.nbest, "length_penalty": d.length_penalty,
+            "max_length": int(d.max_len_b) + prompt_len, "return_scores": True}
+    return {"generate": args, "prompt_tokens": prompt, "features": "whisper log-mel, (batch, n_mels, 3000)",
+            "tokenizer": {"name": tok.name, "files": sorted(tokenizer_files(pipe))}, "task": pipe.recipe.task,
+            "notes": notes}
 
 
 def decoding_defaults(pipe: Pipeline) -> dict:

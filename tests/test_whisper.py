@@ -317,3 +317,26 @@ def test_the_cli_transcribes_with_a_folder(folder, reference, recordings, tmp_pa
     tok = transformers.AutoTokenizer.from_pretrained(folder)
     assert lines == [tok.decode(r, skip_special_tokens=True) for r in ref.tolist()]
     json.dumps(lines)
+
+
+def test_exported_to_ctranslate2_transcribes_as_t2t(folder, tmp_path):
+    """CTranslate2's Whisper model from `t2t export --format ctranslate2`: greedy outputs equal
+    t2t's (its beam search keeps rules of its own, so beam outputs are not compared)."""
+    ctranslate2 = pytest.importorskip("ctranslate2", reason="the export extra is not installed")
+    from t2t.export import export
+    out = export(folder, tmp_path / "ct2", format="ctranslate2")
+    assert (out / "tokenizer.json").read_bytes() == (folder / "tokenizer.json").read_bytes()
+    decoding = json.loads((out / "decoding.json").read_text())
+    assert decoding["prompt_tokens"] == ["<|startoftranscript|>"] and decoding["notes"]   # no language in the recipe
+    pipe = load(folder, device="cpu")
+    sp = pipe.tgt_tok.specials("en")
+    audio = hf_folders.tones(6, seed=1)
+    src = features(audio)
+    model = ctranslate2.models.Whisper(str(out), device="cpu")
+    # outputs that end before either limit (CTranslate2 4.x counted its max_length otherwise: one of
+    # 14 with this 4-token prompt stopped after 7 tokens)
+    got = model.generate(ctranslate2.StorageView.from_array(src.transpose(1, 2).contiguous().numpy()),
+                         [[sp.bos, *sp.prompt]] * len(audio), beam_size=1, max_length=60)
+    hyps = pipe.search(list(src), pipe.decode_options(beam=1, target_lang="en", max_len_b=20))
+    ended = [(g.sequences_ids[0], h[0].tokens) for g, h in zip(got, hyps) if len(h[0].tokens) < 19]
+    assert len(ended) >= 3 and all(a == b for a, b in ended), ended
