@@ -14,7 +14,13 @@ The `opus` size is a pretrained folder shaped like Helsinki-NLP/opus-mt-de-en (6
 ff 2048, swish, vocabulary 58101, random weights): t2t loads it (`t2t.load(folder)`, fp32 and int8), HF
 `generate` loads it, CTranslate2 converts it with its own converter; beam 4, the folder's decoding rules.
 
-    python benchmarks/decode_speed.py [--sizes small,base,opus] [--threads 2] [--sentences 256]
+The `whisper` size is a Whisper folder shaped like openai/whisper-tiny (4+4 layers, d 384, 6 heads,
+80 mel bins, vocabulary 51865, random weights): every system decodes the same recordings (tones of 2
+to 10 s, padded to 30 s as Whisper's front end does) from the same log-mel features, with the English
+transcribe prompt, in batches of 8, greedy and beam 5, 30 output tokens forced (t2t and transformers
+by a minimum length; CTranslate2, which has none, by suppressing <|endoftext|>).
+
+    python benchmarks/decode_speed.py [--sizes small,base,opus,whisper] [--threads 2] [--sentences 256]
 
 Writes benchmarks/results/decode_speed.{json,md}. Needs `pip install transformers` (and optionally
 `ctranslate2`).
@@ -37,6 +43,8 @@ OPUS_BEAM = 4
 OPUS_SYSTEMS = ["opus-t2t", "opus-hf", "opus-ct2", "opus-t2t-int8", "opus-ct2-int8"]
 SIZES = {"small": dict(dim=256, layers=3, heads=4, ff_dim=1024), "base": dict(dim=512, layers=6, heads=8, ff_dim=2048)}
 VOCAB, OUT_LEN, BATCH = 8000, 30, 32
+WHISPER_SYSTEMS = ["whisper-t2t", "whisper-hf", "whisper-ct2", "whisper-t2t-int8", "whisper-ct2-int8"]
+WHISPER_BATCH = 8
 
 
 def sources(n: int, seed: int = 0) -> list[list[int]]:
@@ -191,6 +199,108 @@ def worker_opus_ct2(folder: str, beam: int, threads: int, n: int, compute_type: 
         return time_ct2(Path(tmp) / "ct2", tokens, beam, threads, compute_type)
 
 
+# --------------------------------------------------------------------------- a whisper-tiny-shaped folder
+
+
+def whisper_folder(directory: Path) -> Path:
+    """openai/whisper-tiny's shape with random weights, and a small byte-level BPE whose special
+    tokens the config's ids name (speed does not depend on which token is which)."""
+    import torch
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    import hf_folders
+    folder = hf_folders.whisper(directory, d_model=384, encoder_layers=4, decoder_layers=4, encoder_attention_heads=6,
+                                decoder_attention_heads=6, encoder_ffn_dim=1536, decoder_ffn_dim=1536,
+                                max_target_positions=448, vocab_size=51865)
+    torch.manual_seed(0)
+    return folder
+
+
+def whisper_features(n: int):
+    """Log-mel features (n, 3000, 80) of recordings of 2 to 10 s."""
+    import numpy as np
+    import torch
+
+    from t2t.pretrained.whisper import log_mel
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(n):
+        t = np.arange(int(16000 * rng.uniform(2, 10))) / 16000
+        x = sum(0.1 * np.sin(2 * np.pi * rng.uniform(100, 4000) * t) for _ in range(3)) + 0.01 * rng.standard_normal(len(t))
+        out.append(log_mel(torch.from_numpy(x.astype(np.float32))))
+    return torch.stack(out)
+
+
+def worker_whisper_t2t(folder: str, beam: int, threads: int, n: int, precision: str) -> dict:
+    import torch
+
+    from t2t.pipeline import load
+    from t2t.search import generate
+    torch.set_num_threads(threads)
+    pipe = load(folder, device="cpu")
+    opts = pipe.decode_options(beam=beam, min_len=OUT_LEN, max_len_b=OUT_LEN + 1, target_lang="en", precision=precision)
+    model, sp = pipe.decoding_model(precision), pipe.tgt_tok.specials("en")
+    feats = whisper_features(n)
+
+    def run(x):
+        produced = 0
+        for start in range(0, len(x), WHISPER_BATCH):
+            batch = x[start: start + WHISPER_BATCH]
+            out = generate(model, batch, torch.full((len(batch),), batch.shape[1]), opts, sp)
+            produced += sum(len(h[0].tokens) for h in out)
+        return produced
+    return _timed(run, feats)
+
+
+def worker_whisper_hf(folder: str, beam: int, threads: int, n: int) -> dict:
+    import torch
+    from transformers import WhisperForConditionalGeneration
+    torch.set_num_threads(threads)
+    model = WhisperForConditionalGeneration.from_pretrained(folder).eval()
+    feats = whisper_features(n).transpose(1, 2).contiguous()
+
+    def run(x):
+        produced = 0
+        for start in range(0, len(x), WHISPER_BATCH):
+            with torch.no_grad():
+                out = model.generate(x[start: start + WHISPER_BATCH], language="en", task="transcribe", num_beams=beam,
+                                     min_new_tokens=OUT_LEN, max_new_tokens=OUT_LEN + 1)
+            produced += int((out != model.config.eos_token_id).sum())
+        return produced
+    return _timed(run, feats)
+
+
+def worker_whisper_ct2(folder: str, beam: int, threads: int, n: int, compute_type: str) -> dict:
+    import ctranslate2
+
+    from t2t.export import export
+    from t2t.pipeline import load
+    sp = load(folder, device="cpu").tgt_tok.specials("en")
+    feats = whisper_features(n).transpose(1, 2).contiguous().numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = ctranslate2.models.Whisper(str(export(folder, Path(tmp) / "ct2", format="ctranslate2")),
+                                           device="cpu", compute_type=compute_type, intra_threads=threads)
+        prompt = [sp.bos, *sp.prompt]
+
+        def run(x):
+            produced = 0
+            for start in range(0, len(x), WHISPER_BATCH):
+                chunk = x[start: start + WHISPER_BATCH]
+                # CTranslate2 4.8's Whisper puts out at most max_length / 2 tokens (measured: 10 of 20, 30 of 60)
+                out = model.generate(ctranslate2.StorageView.from_array(chunk), [prompt] * len(chunk), beam_size=beam,
+                                     max_length=2 * OUT_LEN, suppress_tokens=[-1, sp.eos])
+                produced += sum(len(r.sequences_ids[0]) for r in out)
+            return produced
+        return _timed(run, feats)
+
+
+def _timed(run, data) -> dict:
+    run(data[:WHISPER_BATCH])                                      # warm-up
+    t = time.perf_counter()
+    tokens = run(data)
+    elapsed = time.perf_counter() - t
+    return {"sentences_per_s": len(data) / elapsed, "tokens_per_sentence": tokens / len(data)}
+
+
 def worker_hf(size: str, beam: int, threads: int, n: int) -> dict:
     import torch
     from transformers import MarianMTModel
@@ -295,7 +405,7 @@ def main() -> None:
     args = p.parse_args()
     if args.worker:
         system, size, beam = args.worker
-        n = args.sentences if size == "small" else args.sentences // 2
+        n = args.sentences if size == "small" else args.sentences // 2 if size != "whisper" else args.sentences // 8
         fn = {"t2t": lambda: worker_t2t(size, int(beam), args.threads, n),
               "t2t-bf16": lambda: worker_t2t(size, int(beam), args.threads, n, "bf16"),
               "t2t-int8": lambda: worker_t2t(size, int(beam), args.threads, n, "int8"),
@@ -308,15 +418,24 @@ def main() -> None:
               "opus-t2t-int8": lambda: worker_opus_t2t(args.folder, int(beam), args.threads, n, "int8"),
               "opus-hf": lambda: worker_opus_hf(args.folder, int(beam), args.threads, n),
               "opus-ct2": lambda: worker_opus_ct2(args.folder, int(beam), args.threads, n, "float32"),
-              "opus-ct2-int8": lambda: worker_opus_ct2(args.folder, int(beam), args.threads, n, "int8")}[system]
+              "opus-ct2-int8": lambda: worker_opus_ct2(args.folder, int(beam), args.threads, n, "int8"),
+              "whisper-t2t": lambda: worker_whisper_t2t(args.folder, int(beam), args.threads, n, "fp32"),
+              "whisper-t2t-int8": lambda: worker_whisper_t2t(args.folder, int(beam), args.threads, n, "int8"),
+              "whisper-hf": lambda: worker_whisper_hf(args.folder, int(beam), args.threads, n),
+              "whisper-ct2": lambda: worker_whisper_ct2(args.folder, int(beam), args.threads, n, "float32"),
+              "whisper-ct2-int8": lambda: worker_whisper_ct2(args.folder, int(beam), args.threads, n, "int8")}[system]
         print(json.dumps(fn()))
         return
     rows = []
     for size in args.sizes.split(","):
         beams = [str(OPUS_BEAM)] if size == "opus" else args.beams.split(",")
-        systems = OPUS_SYSTEMS if size == "opus" else args.systems.split(",")
+        systems = {"opus": OPUS_SYSTEMS, "whisper": WHISPER_SYSTEMS}.get(size) or args.systems.split(",")
         with tempfile.TemporaryDirectory() as tmp:
-            extra = ["--folder", str(opus_folder(Path(tmp) / "opus-mt-shaped"))] if size == "opus" else []
+            extra = []
+            if size == "opus":
+                extra = ["--folder", str(opus_folder(Path(tmp) / "opus-mt-shaped"))]
+            elif size == "whisper":
+                extra = ["--folder", str(whisper_folder(Path(tmp) / "whisper-tiny-shaped"))]
             for beam in beams:
                 for system in systems:
                     r = run_worker([system, size, beam, "--sentences", str(args.sentences), *extra], args.threads)
@@ -328,7 +447,8 @@ def main() -> None:
             pick = {r["system"]: r.get("sentences_per_s") for r in rows if r["size"] == size and r["beam"] == int(beam)}
             pairs = [("t2t", "hf"), ("t2t", "ct2"), ("t2t-int8", "ct2"), ("t2t-int8", "t2t"), ("t2t-ct2", "ct2"),
                      ("t2t-ct2-int8", "ct2-int8"), ("opus-t2t", "opus-hf"), ("opus-t2t", "opus-ct2"),
-                     ("opus-t2t-int8", "opus-ct2-int8")]
+                     ("opus-t2t-int8", "opus-ct2-int8"), ("whisper-t2t", "whisper-hf"),
+                     ("whisper-t2t", "whisper-ct2"), ("whisper-t2t-int8", "whisper-ct2-int8")]
             for ours, other in pairs:
                 if pick.get(ours) and pick.get(other):
                     ratios[f"{size}/beam{beam}: {ours} / {other}"] = pick[ours] / pick[other]
@@ -337,7 +457,8 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{out}.json").write_text(json.dumps(result, indent=1))
-    lines = [f"# Decoding speed ({result['date']}, {result['machine']}, {args.threads} threads, batches of {BATCH}, "
+    lines = [f"# Decoding speed ({result['date']}, {result['machine']}, {args.threads} threads, batches of {BATCH}"
+             f"{f' (whisper: {WHISPER_BATCH} recordings of 30 s)' if 'whisper' in args.sizes.split(',') else ''}, "
              f"{OUT_LEN} output tokens forced)", "", "| size | beam | system | sentences/s |", "|---|---|---|---|"]
     for r in rows:
         value = f"{r['sentences_per_s']:.1f}" if "sentences_per_s" in r else f"error: {r['error']}"

@@ -99,8 +99,8 @@ def tiny_run(recipe: str | Path | dict, tmp_path: str | Path, overrides: Sequenc
 
     Checks the plumbing of a recipe end to end in seconds; the scores mean nothing."""
     registry = registry or get_registry()
-    base = load_recipe(recipe, registry=registry)
-    tiny = TINY_MODELS.get(base.model.arch, [])
+    base = load_recipe(recipe, list(overrides), registry=registry)
+    tiny = [] if getattr(base.model, "pretrained", None) else TINY_MODELS.get(base.model.arch, [])
     run_dir = Path(tmp_path) / "tiny_run"
     final = load_recipe(recipe, [*tiny, f"train.max_steps={steps}", f"train.validate_every={steps}",
                                  "train.valid_max_sentences=8", "train.device=cpu", f"output_dir={run_dir}",

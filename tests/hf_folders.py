@@ -321,3 +321,31 @@ def tones(n: int, seed: int = 0, rate: int = 16000) -> list:
         x = x + 0.2 * np.sin(2 * np.pi * (200 + 800 * t) * t) + rng.uniform(0.01, 0.1) * rng.standard_normal(len(t))
         out.append(x.astype(np.float32))
     return out
+
+
+def write_wav(path: Path, samples, rate: int) -> Path:
+    """16-bit mono PCM."""
+    import wave
+
+    import numpy as np
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def speech_corpus(folder: Path, n: int = 24, rate: int = 8000) -> Path:
+    """A speech task's folder of tones at `rate` (FSDD's 8 kHz by default), two words to learn:
+    wav/I.wav and {train,valid,test}.tsv manifests (path, transcript, speaker; 3/4, 1/8, 1/8)."""
+    folder = Path(folder)
+    (folder / "wav").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, a in enumerate(tones(n, seed=7, rate=rate)):
+        write_wav(folder / "wav" / f"{i}.wav", a, rate)
+        rows.append(f"wav/{i}.wav\t{'zero' if i % 2 else 'one'}\ts{i % 3}")
+    cut1, cut2 = n * 3 // 4, n * 7 // 8
+    for split, part in (("train", rows[:cut1]), ("valid", rows[cut1:cut2]), ("test", rows[cut2:])):
+        (folder / f"{split}.tsv").write_text("path\ttranscript\tspeaker\n" + "\n".join(part) + "\n")
+    return folder

@@ -393,9 +393,12 @@ def test_every_code_block_of_the_pretrained_docs_runs(tmp_path):
     from helpers import environment, run_doc_blocks
     hf_folders.marian(tmp_path / "opus-mt-de-en")
     hf_folders.corpus(tmp_path / "data" / "de-en", {"train": 300, "valid": 20, "test": 20})
+    hf_folders.whisper(tmp_path / "whisper-tiny")
+    hf_folders.speech_corpus(tmp_path / "data" / "digits", n=16)
     doc = Path(__file__).resolve().parents[1] / "docs" / "pretrained.md"
     assert run_doc_blocks(doc, tmp_path, environment()) >= 10
     assert (tmp_path / "opus-tuned-hf" / "model.safetensors").exists()
+    assert (tmp_path / "whisper-tuned-ct2" / "decoding.json").exists()
 
 
 def test_languages_come_from_the_recipe_and_decode_settings(tmp_path):
