@@ -14,6 +14,8 @@ checkpoints (those speakers' valid recordings, as the recipe does with all five)
 is still only tested. Its validation WER is on voices training heard, so it compares no settings.
 
     python benchmarks/speaker_cv.py recipes/speech_digits.yaml --data-dir ../shared/data [--parallel 2] [KEY=VALUE ...]
+    python benchmarks/speaker_cv.py recipes/speech_digits_whisper.yaml --data-dir ../shared/data \
+        --folder /tmp/whisper-random --test-limit 50 train.max_steps=20 --name whisper_random
 
 Writes benchmarks/results/speaker_cv_{name}.json and prints the per-speaker table.
 """
@@ -69,7 +71,8 @@ def run_fold(args, speaker: str, work: Path, threads: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     started = time.time()
     for cmd in (["train", args.recipe, "--overwrite", *common],
-                ["evaluate", args.recipe, "--checkpoint", str(run), "--split", "test", *common]):
+                ["evaluate", args.recipe, "--checkpoint", str(run), "--split", "test", *common,
+                 *(["--limit", str(args.test_limit)] if args.test_limit else [])]):
         done = subprocess.run([sys.executable, "-m", "t2t.cli", "--quiet", *cmd], capture_output=True, text=True,
                               env=env)
         if done.returncode:
@@ -96,7 +99,15 @@ def main() -> None:
     p.add_argument("--name", default="speech_digits")
     p.add_argument("--protocol", choices=("speakers", "recipe"), default="speakers",
                    help="validation on another held-out speaker (default), or the recipe's own on the training speakers")
+    p.add_argument("--test-limit", type=int, default=0,
+                   help="test only the first N recordings of each held-out speaker (a check of the machinery)")
+    p.add_argument("--folder", help="a Whisper-tiny-shaped folder with random weights is made here and named as "
+                   "model.pretrained (the machinery end to end; its scores mean nothing)")
     args = p.parse_args()
+    if args.folder:
+        from decode_speed import whisper_folder
+        folder = whisper_folder(Path(args.folder))
+        args.overrides = [f"model.pretrained={folder.resolve()}", *args.overrides]
     speakers = sorted({r["speaker"] for r in read_rows(Path(args.data_dir) / args.data_subdir)})
     work = Path(args.work) / args.name
     threads = max(1, (os.cpu_count() or 2) // args.parallel)
@@ -104,6 +115,7 @@ def main() -> None:
         folds = list(pool.map(lambda s: run_fold(args, s, work, threads), speakers))
     em = [f["test_exact_match"] for f in folds]
     result = {"recipe": args.recipe, "overrides": args.overrides, "protocol": args.protocol,
+              "test_limit": args.test_limit or None,
               "date": time.strftime("%Y-%m-%d"),
               "folds": folds, "mean_exact_match": round(sum(em) / len(em), 2), "worst_exact_match": min(em),
               "mean_valid_wer": round(sum(f["valid_best"] for f in folds) / len(folds), 2),

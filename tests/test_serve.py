@@ -370,3 +370,23 @@ def test_requests_generated_from_the_openapi_schema_never_get_5xx(pipe):
             check()
     assert not problems, problems[:5]
     assert {200, 422} <= seen, seen                           # both kinds were exercised
+
+
+def test_the_request_model_is_the_decoding_schema():
+    """Every served decode key is a request field with DecodeOptions' type, bounds and help (beam and
+    n-best narrowed by the server's limit); a new DecodeOptions field appears without an edit here."""
+    from t2t.options import DecodeOptions, field_infos
+    from t2t.serve.app import NOT_SERVED, request_model
+    settings = ServeSettings(max_beam=7)
+    schema = request_model(settings, "m").model_json_schema()["properties"]
+    served = [f for f in field_infos(DecodeOptions) if f.name not in NOT_SERVED]
+    assert set(schema) == {f.name for f in served} | {"model", "inputs", "seed", "attention"}
+    kinds = {int: "integer", float: "number", bool: "boolean", str: "string"}
+    for f in served:
+        prop = schema[f.name]
+        types = {a.get("type") for a in prop.get("anyOf", [prop])} - {"null"}
+        assert types == {kinds[f.type]}, f.name
+        bounds = {k: v for a in prop.get("anyOf", [prop]) for k, v in a.items() if k in ("minimum", "maximum")}
+        hi = min(f.max or 7, 7) if f.name in ("beam", "nbest") else f.max
+        assert (bounds.get("minimum"), bounds.get("maximum")) == (f.min, hi), f.name
+        assert prop["description"] == f.help, f.name
