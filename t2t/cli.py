@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (argcomplete completes `t2t` once `register-python-argcomplete t2t` is in the shell)
 """The `t2t` command. It parses arguments, calls the library, and prints; nothing else.
 
 Errors the user can fix (T2TError) print as one message and exit with status 1; `--debug` shows the
@@ -7,6 +8,7 @@ traceback. Usage errors exit with 2 (argparse), an interrupt with 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -31,9 +33,10 @@ from t2t.plot import plot_attention, plot_curves
 from t2t.recipe import load_recipe
 from t2t.registry import KINDS, get_registry
 from t2t.scaffold import new_plugin
+from t2t.schema import PLUGIN_SECTIONS, key_tables, recipe_schema
 from t2t.scoring import score_files
 from t2t.serve.settings import ServeSettings
-from t2t.trainer import train
+from t2t.trainer import LOG_FORMAT, TIME_FORMAT, train
 from t2t.version import __version__
 
 log = logging.getLogger("t2t")
@@ -51,9 +54,13 @@ class _TqdmHandler(logging.Handler):
 
 def _setup_logging(quiet: bool) -> None:
     handler = _TqdmHandler()
-    handler.setFormatter(logging.Formatter("t2t: %(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, TIME_FORMAT))
     log.handlers[:] = [handler]
     log.setLevel(logging.WARNING if quiet else logging.INFO)
+    logging.captureWarnings(False)                 # (again: another main() in this process may have taken it)
+    logging.captureWarnings(True)                  # Python's warnings get a time like every other line
+    warned = logging.getLogger("py.warnings")
+    warned.handlers[:], warned.propagate = [handler], False
 
 
 class ProgressBar:
@@ -286,7 +293,7 @@ def _generate_chunk(pipe, lines, opts, args, out, first: bool) -> None:
         tgt_pieces = [pipe.tgt_tok.vocab.tokens[i] for i in hyp.tokens] + ["</s>"]
         src_pieces = pipe.src_tok.tokenize(pipe.src_tok.normalize(lines[0])) if pipe.src_tok else None
         path = plot_attention(hyp.attention, src_pieces, tgt_pieces, args.plot_attention)
-        print(f"attention of the first sentence drawn to {path}", file=sys.stderr)
+        log.info(f"attention of the first sentence drawn to {path}")
 
 
 def cmd_serve(args) -> int:
@@ -319,6 +326,38 @@ def cmd_cache(args) -> int:
         print(f"{e['name']:<34} {e['bytes'] / 2**20:10,.1f} MiB  used {time.strftime('%Y-%m-%d %H:%M', time.localtime(e['used']))}"
               f"  {what}")
     print(f"{len(entries)} entries, {sum(e['bytes'] for e in entries) / 2**20:,.1f} MiB in {root}")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    text = json.dumps(recipe_schema(_registry()), indent=1) + "\n"
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.output)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    log.info(f"recipe schema written to {out}; point your editor's YAML language server at it, e.g. a first line "
+             f"`# yaml-language-server: $schema={out.resolve()}` in a recipe")
+    return 0
+
+
+def cmd_recipe_keys(args) -> int:
+    reg = _registry()
+    if args.name and args.section not in PLUGIN_SECTIONS:
+        raise T2TError(f"recipe-keys {args.section} {args.name}: only the plugin sections "
+                       f"({', '.join(PLUGIN_SECTIONS)}) take a name")
+    tables = key_tables(args.section, args.name, reg)
+    if not tables:
+        kind = PLUGIN_SECTIONS[args.section][0]
+        raise T2TError(f"recipe-keys {args.section} {args.name}: no such {KINDS[kind][1]}; installed: "
+                       f"{', '.join(reg.names(kind))}")
+    for i, (heading, rows) in enumerate(tables):
+        widths = [min(max(len(r[c]) for r in rows), 40) for c in range(3)]
+        print(("\n" if i else "") + f"{heading}:")
+        for key, kind, default, text in rows:
+            print(f"  {key:<{widths[0]}}  {kind:<{widths[1]}}  {default:<{widths[2]}}  {text}".rstrip())
     return 0
 
 
@@ -448,16 +487,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="train a recipe, then evaluate it on the test split")
     _add_common(p)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--split", default="test")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="delete the run's checkpoints and start over")
+    p.add_argument("--split", default="test", help="the split to evaluate after training (default: test)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("evaluate", help="decode a split with a checkpoint and score it")
     _add_common(p, recipe="optional")
     p.add_argument("--checkpoint", nargs="+", action="extend", metavar="RUN",
                    help="run directory or checkpoint file; several: decode with their ensemble")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="the split to decode and score (default: test)")
     p.add_argument("--baseline", action="append", help="also score a model-free baseline of the task (e.g. lead)")
     p.add_argument("--out", help="folder for hypotheses and the report (default: RUN/eval)")
     p.add_argument("--limit", type=int, help="only the first N examples")
@@ -470,7 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run directory or checkpoint file; several: decode with their ensemble")
     p.add_argument("--input", help="input file, one source a line (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout)")
-    p.add_argument("--format", choices=("plain", "jsonl"), default="plain")
+    p.add_argument("--format", choices=("plain", "jsonl"), default="plain",
+                   help="plain: the best hypothesis a line; jsonl: an object a line with the n-best and scores")
     p.add_argument("--token-logprobs", action="store_true", help="jsonl: include per-token log-probabilities")
     p.add_argument("--seed", type=int, help="sampling seed (default: the recipe's)")
     p.add_argument("--plot-attention", metavar="OUT.png", help="draw the first sentence's attention")
@@ -481,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="[NAME=]RUN", help="run directories or checkpoints (named after "
                    "their folder unless NAME= is given)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
     p.add_argument("--data-dir", default=None, help="base folder for data.dir (default: $T2T_DATA)")
     p.add_argument("--threads", type=int, help="CPU threads for decoding")
@@ -509,43 +549,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", help="another prepared-data folder (a recipe's data.prepared_dir)")
     p.set_defaults(func=cmd_cache)
 
+    p = sub.add_parser("schema", help="write the JSON Schema of recipes (every key, type, bound, default and help, "
+                       "the installed plugins' included) for an editor to check recipes as they are typed")
+    p.add_argument("--output", help="file to write (default: stdout)")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("recipe-keys", help="print every recipe key with its type, bounds, default and help")
+    p.add_argument("section", nargs="?", choices=("task", "data", "tokenizer", "model", "train", "decode", "metrics",
+                                                  "seed", "output_dir"),
+                   help="only this section (default: all)")
+    p.add_argument("name", nargs="?", help="with data, tokenizer, model or metrics: only this task, tokenizer name, "
+                   "architecture or metric")
+    p.set_defaults(func=cmd_recipe_keys)
+
     p = sub.add_parser("plugins", help="list installed tasks, tokenizers, metrics and models")
     p.add_argument("--verbose", action="store_true", help="per plugin: package, version, hooks, names")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("average", help="average the weights of several checkpoints")
     p.add_argument("checkpoints", nargs="+", help="checkpoint files, or one run directory")
     p.add_argument("--last", type=int, default=5, help="with a run directory: its last N checkpoints")
     p.add_argument("--best", type=int, help="with a run directory: its N best checkpoints by the validation metric")
-    p.add_argument("--output", required=True)
+    p.add_argument("--output", required=True, help="the averaged checkpoint file to write")
     p.set_defaults(func=cmd_average)
 
     p = sub.add_parser("plot", help="draw a run's loss and metric curves to PNG")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="run directory (its log.jsonl)")
     p.add_argument("--output", help="PNG path (default: RUN/curves.png)")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("new-plugin", help="scaffold an installable plugin package with a test and a recipe")
     p.add_argument("name", help="plugin name (lower case, e.g. headlines)")
-    p.add_argument("--kind", default="task", choices=("task", "tokenizer", "metric", "model"))
+    p.add_argument("--kind", default="task", choices=("task", "tokenizer", "metric", "model"),
+                   help="what the plugin registers (default: task)")
     p.add_argument("--dir", default=".", help="folder to create the package in")
     p.set_defaults(func=cmd_new_plugin)
 
     p = sub.add_parser("score", help="score hypothesis files against references")
     p.add_argument("--metrics", default="bleu,chrf", help="comma list of metric names")
-    p.add_argument("--hyp", required=True)
+    p.add_argument("--hyp", required=True, help="hypothesis file, one a line")
     p.add_argument("--ref", required=True, action="append", help="reference file (repeat for more references)")
     p.add_argument("--hyp2", help="a second system: paired bootstrap significance against --hyp")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
-    p.add_argument("--seed", type=int, default=12345)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--seed", type=int, default=12345, help="bootstrap seed (default: 12345)")
+    p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p.set_defaults(func=cmd_score)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:               # the shell asks for completions (t2t[completion])
+        with contextlib.suppress(ImportError):
+            import argcomplete
+            argcomplete.autocomplete(parser, exit_method=sys.exit)
     # overrides may come after options (`t2t train r.yaml --data-dir d train.lr=1e-3`)
     args, extra = parser.parse_known_args(argv)
     stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
@@ -560,10 +618,10 @@ def main(argv: list[str] | None = None) -> int:
     except T2TError as e:
         if args.debug:
             raise
-        print(f"t2t: error: {e}", file=sys.stderr)
+        print(f"{time.strftime(TIME_FORMAT)} t2t: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("t2t: interrupted", file=sys.stderr)
+        print(f"{time.strftime(TIME_FORMAT)} t2t: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:                      # output piped into `head` and the like
         sys.stdout = open(os.devnull, "w")

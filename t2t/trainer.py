@@ -18,6 +18,7 @@ import random
 import shutil
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -59,6 +60,35 @@ class RunInfo:
     resumed: bool = False
     step: int = 0
     total_steps: int | None = None
+
+
+LOG_FORMAT, TIME_FORMAT = "%(asctime)s t2t: %(message)s", "%Y-%m-%d %H:%M:%S"
+
+
+@contextlib.contextmanager
+def train_log(path: Path | None):
+    """While a run trains, what t2t logs (at the logger's level: `--quiet` keeps warnings) and every
+    Python warning also go to `path` (appended to on resume), each line with its time."""
+    if path is None:
+        yield
+        return
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, TIME_FORMAT))
+    logger, shown = logging.getLogger("t2t"), warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        shown(message, category, filename, lineno, file, line)
+        handler.emit(logging.LogRecord("t2t", logging.WARNING, filename, lineno,
+                                       f"warning: {category.__name__}: {message} ({filename}:{lineno})", None, None))
+
+    logger.addHandler(handler)
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+        logger.removeHandler(handler)
+        handler.close()
 
 
 def train(recipe: Recipe, data_dir=None, device: str | None = None, resume: bool = False,
@@ -248,6 +278,11 @@ class Trainer:
         distributed.init(self.dist, self.device, o.dist_timeout)
         resumed = self._prepare_directory() if self.dist.main else None
         distributed.barrier()
+        with train_log(self.run_dir / "train.log" if self.dist.main else None):
+            return self._fit(resumed, started)
+
+    def _fit(self, resumed: dict | None, started: float) -> dict:
+        o = self.opts
         if not self.dist.main and self.resume:
             resumed = ckpt.load(ckpt.resolve(self.run_dir, "last"))
         self._build(resumed)

@@ -201,7 +201,7 @@ def test_generate_input_errors_are_one_message(run, capsys, make, message):
     make(path)
     assert main(["generate", "--checkpoint", str(tmp / "run"), "--input", str(path)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"t2t: error: --input {path}") or f"{path}:2:" in err, err
+    assert f" t2t: error: --input {path}" in err or f"{path}:2:" in err, err
     assert message in err and "Traceback" not in err
 
 
@@ -214,3 +214,63 @@ def test_decoding_flags_come_from_the_schema_and_keep_its_bounds(run, capsys):
     assert {f.name for f in field_infos(DecodeOptions)} <= flags
     assert main(["generate", "--checkpoint", str(tmp / "run"), "--length-penalty", "1e308"]) == 1
     assert "decode.length_penalty: 1e+308 is out of range; it must be between -10.0 and 10.0" in capsys.readouterr().err
+
+
+def test_stderr_lines_carry_their_time_and_the_run_folder_keeps_them(tmp_path, capsys):
+    import re
+    import warnings
+
+    from t2t import hookimpl
+
+    class Warns:
+        @hookimpl
+        def t2t_run_start(self, run):
+            warnings.warn("a plugin's warning", UserWarning, stacklevel=1)
+
+    recipe = tiny_recipe("reverse", output_dir=str(tmp_path / "run"), data={"train_size": 100, "valid_size": 10,
+                                                                             "test_size": 10},
+                         train={"max_steps": 3, "validate_every": 3})
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    with using_registry(Registry.from_plugins([Warns()])):
+        assert main(["train", str(path)]) == 0
+        assert main(["train", str(path), "train.lr=-1"]) == 1
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d t2t: "
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and not line.startswith("  ")]
+    assert err and all(re.match(stamp, line) for line in err), err
+    assert any("a plugin's warning" in line for line in err) and "t2t: error: " in err[-1]
+    kept = (tmp_path / "run" / "train.log").read_text().splitlines()
+    assert any(re.match(stamp + "model ", line) for line in kept)
+    assert any(re.match(stamp + r"warning: UserWarning: a plugin's warning", line) for line in kept)
+    assert any(re.match(stamp + "step 3 validation", line) for line in kept), kept
+
+
+def _actions(parser, name="t2t"):
+    import argparse
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for n, sp in a.choices.items():
+                yield from _actions(sp, n)
+        elif not isinstance(a, argparse._HelpAction):
+            yield name, a
+
+
+def test_every_flag_of_every_command_has_help():
+    from t2t.cli import build_parser
+    missing = [(cmd, a.option_strings or a.dest) for cmd, a in _actions(build_parser()) if not (a.help or "").strip()]
+    assert not missing, missing
+    commands = {cmd for cmd, _ in _actions(build_parser())}
+    assert {"train", "generate", "serve", "score", "run"} <= commands
+
+
+def test_the_shell_completes_commands_and_flags(tmp_path):
+    import os
+    import subprocess
+    pytest.importorskip("argcomplete", reason="argcomplete (t2t[completion]) is not installed")
+    out = tmp_path / "completions"
+    for line, expected in (("t2t gen", {"generate"}), ("t2t generate --bea", {"--beam"})):
+        env = {**os.environ, "_ARGCOMPLETE": "1", "COMP_LINE": line, "COMP_POINT": str(len(line)),
+               "_ARGCOMPLETE_STDOUT_FILENAME": str(out)}
+        subprocess.run([sys.executable, "-m", "t2t.cli"], env=env, timeout=60, check=True)
+        got = set(out.read_text().replace("\x0b", "\n").split())
+        assert expected <= got, got
