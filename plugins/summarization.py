@@ -1,4 +1,4 @@
-"""Summarization: document -> summary pairs from JSON Lines, a JSON array, or TSV.
+"""Summarization: document -> summary pairs from JSON Lines, a JSON array, TSV, CSV or Parquet.
 
 Field names come from the recipe; list-valued source fields are joined, list-valued target fields
 give several references (the first is the training target). Long sources are cut to
@@ -16,7 +16,7 @@ import re
 from typing import Any, Iterator, Literal, Optional
 
 import t2t
-from t2t.data import read_jsonl, read_tsv
+from t2t.data import read_table
 from t2t.errors import DataError
 from t2t.options import DataOptions, option
 
@@ -27,7 +27,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(\[]?[A-Z0-9])")
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SummarizationOptions(DataOptions):
-    format: Literal["jsonl", "json", "tsv"] = option("jsonl", help="jsonl: one object a line; json: one array; tsv: header row")
+    format: Literal["jsonl", "json", "tsv", "csv", "parquet"] = option(
+        "jsonl", help="jsonl: one object a line; json: one array; tsv, csv: a header row; parquet: columns (pyarrow)")
     source: str = option("document", help="field holding the document (a string or a list of strings)")
     target: str = option("summary", help="field holding the summary (a string, or a list: the first trains)")
     references: tuple[str, ...] = option((), help="fields holding evaluation references (default: the target)")
@@ -92,12 +93,9 @@ class Summarization(t2t.Task):
 
     def _rows(self, path) -> Iterator[tuple[str, dict]]:
         o = self.options
-        if o.format == "jsonl":
-            for lineno, row in read_jsonl(path, self.problems):
-                yield f"{path}:{lineno}", row
-        elif o.format == "tsv":
-            for lineno, row in read_tsv(path, self.problems):
-                yield f"{path}:{lineno}", row
+        if o.format != "json":
+            yield from read_table(path, o.format, self.problems, (o.source,),
+                                  optional=(o.target, *o.references, "id", "fname"))
         else:
             try:
                 rows = json.loads(path.read_text(encoding="utf-8"))

@@ -1,7 +1,8 @@
 """Translation: parallel text in any direction.
 
 Files are found in the data folder as `{split}.{lang}` pairs (one sentence a line, aligned), or as
-`{split}.tsv` / `{split}.jsonl` with one column/field per language. Split names map through
+one file a split with a column (field) per language: `{split}.tsv`, `.csv` (header row), `.jsonl`
+or `.parquet` (pyarrow, the `parquet` extra); `data.source`/`target` name the columns. Split names map through
 `data.splits` (e.g. `test: test2016`).
 """
 
@@ -11,7 +12,7 @@ import dataclasses
 from typing import Iterator, Literal, Optional
 
 import t2t
-from t2t.data import read_jsonl, read_parallel, read_tsv
+from t2t.data import read_parallel, read_table
 from t2t.errors import DataError
 from t2t.options import DataOptions, OptionError, option
 
@@ -20,7 +21,8 @@ from t2t.options import DataOptions, OptionError, option
 class TranslationOptions(DataOptions):
     source: str = option(help="source language code (file suffix, TSV column or JSON field)")
     target: str = option(help="target language code")
-    format: Literal["text", "tsv", "jsonl"] = option("text", help="text: {split}.{lang} files; tsv/jsonl: one file per split")
+    format: Literal["text", "tsv", "csv", "jsonl", "parquet"] = option(
+        "text", help="text: {split}.{lang} files; tsv, csv, jsonl, parquet: one file per split, a column per language")
     splits: dict[str, str] = option(factory=dict, help="file stem of each split, e.g. {test: test2016}")
     max_ratio: Optional[float] = option(None, min=1.0, help="drop training pairs whose word-length ratio exceeds this")
     min_words: int = option(1, min=1, help="drop training pairs with a side shorter than this many words")
@@ -55,19 +57,20 @@ class Translation(t2t.Task):
 
     def _rows(self, path) -> Iterator[tuple[str, str, str]]:
         o = self.options
-        reader = read_tsv(path, self.problems) if o.format == "tsv" else read_jsonl(path, self.problems)
-        for lineno, row in reader:
+        first = True
+        for where, row in read_table(path, o.format, self.problems, (o.source, o.target)):
             missing = [k for k in (o.source, o.target) if k not in row]
             if missing:
-                if lineno <= 2 and o.format == "tsv":
+                if first and o.format in ("tsv", "csv"):
                     raise DataError(f"{path}: no column {missing[0]!r}; the header has {list(row)}")
-                self.problems.report(f"{path}:{lineno}", f"missing field(s) {missing}")
+                self.problems.report(where, f"missing field(s) {missing}")
                 continue
-            src, tgt = str(row[o.source]), str(row[o.target])
-            if not src.strip() or not tgt.strip():
-                self.problems.report(f"{path}:{lineno}", "empty source or target")
+            first = False
+            src, tgt = row[o.source], row[o.target]
+            if src is None or tgt is None or not str(src).strip() or not str(tgt).strip():
+                self.problems.report(where, "empty source or target")
                 continue
-            yield src, tgt, f"{path.name}:{lineno}"
+            yield str(src), str(tgt), where.replace(f"{path}:", f"{path.name}:", 1)
 
     def _keep(self, src: str, tgt: str) -> bool:
         o = self.options

@@ -1,7 +1,7 @@
 """t2t: a plugin-based text-to-text framework.
 
-The public API: plugin authors use `hookimpl`, `Task`, `Example`, `Tokenizer`, `Metric`, `Score`
-and the option helpers; users call `load_recipe`, `train`, `evaluate` and `load`.
+The public API: plugin authors use `hookimpl`, `Task`, `Example`, `Tokenizer`, `Metric`, `Score`,
+`Logger` and the option helpers; users call `load_recipe`, `train`, `evaluate` and `load`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from t2t.version import __version__
 from t2t.errors import (CheckpointError, DataError, PluginError, RecipeError, T2TError,
                         TrainingError)
 from t2t.hookspecs import hookimpl
+from t2t.logger import Logger
 from t2t.metric import Metric, Score
-from t2t.options import (DataOptions, DecodeOptions, MetricOptions, ModelOptions, OptionError, Options,  # noqa: E501
-                         TokenizerOptions, TrainOptions, option)
+from t2t.options import (DataOptions, DecodeOptions, LoggerOptions, MetricOptions, ModelOptions, OptionError,
+                         Options, TokenizerOptions, TrainOptions, option)
 from t2t.recipe import Recipe, load_recipe
 from t2t.task import Example, Task
 from t2t.tokenizer import Tokenizer
@@ -32,8 +33,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module 't2t' has no attribute '{name}'")
 
 
-__all__ = ["__version__", "hookimpl", "Task", "Example", "Tokenizer", "Metric", "Score", "Vocab",
+__all__ = ["__version__", "hookimpl", "Task", "Example", "Tokenizer", "Metric", "Score", "Logger", "Vocab",
            "Recipe", "load_recipe", "option", "Options", "DataOptions", "TokenizerOptions", "ModelOptions",
-           "MetricOptions", "TrainOptions", "DecodeOptions", "OptionError", "T2TError", "RecipeError",
+           "MetricOptions", "LoggerOptions", "TrainOptions", "DecodeOptions", "OptionError", "T2TError", "RecipeError",
            "PluginError", "DataError", "CheckpointError", "TrainingError", "train", "evaluate", "load",
            "Pipeline", "get_registry", "Registry"]

@@ -30,7 +30,7 @@ from t2t.hookspecs import hookimpl
 from t2t.options import DecodeOptions, field_infos
 from t2t.pipeline import load
 from t2t.plot import plot_attention, plot_curves
-from t2t.recipe import load_recipe
+from t2t.recipe import SECTIONS, load_recipe
 from t2t.registry import KINDS, get_registry
 from t2t.scaffold import new_plugin
 from t2t.schema import PLUGIN_SECTIONS, key_tables, recipe_schema
@@ -555,14 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("recipe-keys", help="print every recipe key with its type, bounds, default and help")
-    p.add_argument("section", nargs="?", choices=("task", "data", "tokenizer", "model", "train", "decode", "metrics",
-                                                  "seed", "output_dir"),
-                   help="only this section (default: all)")
-    p.add_argument("name", nargs="?", help="with data, tokenizer, model or metrics: only this task, tokenizer name, "
-                   "architecture or metric")
+    p.add_argument("section", nargs="?", choices=SECTIONS, help="only this section (default: all)")
+    p.add_argument("name", nargs="?", help="with data, tokenizer, model, metrics or loggers: only this task, "
+                   "tokenizer name, architecture, metric or logger")
     p.set_defaults(func=cmd_recipe_keys)
 
-    p = sub.add_parser("plugins", help="list installed tasks, tokenizers, metrics and models")
+    p = sub.add_parser("plugins", help="list installed tasks, tokenizers, metrics, models and loggers")
     p.add_argument("--verbose", action="store_true", help="per plugin: package, version, hooks, names")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_plugins)

@@ -150,6 +150,71 @@ def read_tsv(path: Path, problems: Problems, header: bool = True) -> Iterator[tu
             yield lineno, row
 
 
+def read_csv(path: Path, problems: Problems) -> Iterator[tuple[int, dict]]:
+    """(line number, row) of a comma-separated file with a header row (RFC 4180: quoted fields
+    may hold commas, quotes and line breaks; the line is where a row starts)."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            names, start = None, 1
+            for row in reader:
+                lineno, start = start, reader.line_num + 1
+                if not row or not any(field.strip() for field in row):
+                    continue
+                if names is None:
+                    names = row
+                    continue
+                if len(row) != len(names):
+                    problems.report(f"{path}:{lineno}", f"{len(row)} fields, but the header has {len(names)}")
+                    continue
+                yield lineno, dict(zip(names, row))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text near byte {e.start}; save the file as UTF-8") from None
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: not valid CSV ({e})") from None
+
+
+def read_parquet(path: Path, columns: Sequence[str], optional: Sequence[str] = (),
+                 batch_rows: int = 8192) -> Iterator[tuple[int, dict]]:
+    """(row number from 1, row) of a Parquet file, reading only `columns` (which must be there) and
+    those of `optional` that are, a batch of rows at a time (pyarrow, the `parquet` extra)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"{path}: reading Parquet needs pyarrow: pip install 't2t[parquet]'") from None
+    import pyarrow as pa
+    try:
+        table = pq.ParquetFile(path)
+        have = table.schema_arrow.names
+        missing = [c for c in columns if c not in have]
+        if missing:
+            raise DataError(f"{path}: no column {missing[0]!r}; the file has {have}")
+        n = 0
+        wanted = list(dict.fromkeys([*columns, *(c for c in optional if c in have)]))
+        for batch in table.iter_batches(batch_size=batch_rows, columns=wanted):
+            for row in batch.to_pylist():
+                n += 1
+                yield n, row
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: not a readable Parquet file ({e})") from None
+
+
+TABLE_FORMATS = ("tsv", "csv", "jsonl", "parquet")
+
+
+def read_table(path: Path, fmt: str, problems: Problems, columns: Sequence[str],
+               optional: Sequence[str] = ()) -> Iterator[tuple[str, dict]]:
+    """(where, row) of one file of a table format: `path:line` for text formats, `path:row N` for
+    Parquet; `columns` and `optional` are the ones the caller reads (Parquet reads only those)."""
+    if fmt == "parquet":
+        for n, row in read_parquet(path, columns, optional):
+            yield f"{path}:row {n}", row
+        return
+    reader = {"tsv": read_tsv, "csv": read_csv, "jsonl": read_jsonl}[fmt]
+    for lineno, row in reader(path, problems):
+        yield f"{path}:{lineno}", row
+
+
 # --------------------------------------------------------------------------- batches
 
 

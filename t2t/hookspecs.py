@@ -54,6 +54,15 @@ def t2t_register_models(register):
 
 
 @hookspec
+def t2t_register_loggers(register):
+    """Register training-logger classes: call `register(LoggerSubclass)` once per logger.
+
+    A logger has a unique `name` (an entry of the recipe's `loggers:`), an `Options` dataclass
+    (its keys there) and implements training-event hooks as methods; a run makes one instance.
+    """
+
+
+@hookspec
 def t2t_run_start(run):
     """A training run starts; `run` is a `t2t.trainer.RunInfo` (directory, recipe, rank, resumed)."""
 

@@ -148,6 +148,13 @@ class MetricOptions(Options):
     name: str = option(help="metric plugin name")
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LoggerOptions(Options):
+    """Keys of one entry under `loggers:` (a bare name or a mapping with `name`)."""
+
+    name: str = option(help="logger plugin name")
+
+
 def fields_of(cls: type) -> dict[str, dataclasses.Field]:
     """The dataclass fields of an options class, by name."""
     return {f.name: f for f in dataclasses.fields(cls)}

@@ -23,11 +23,11 @@ import yaml
 
 from t2t import pretrained
 from t2t.errors import RecipeError, T2TError, did_you_mean
-from t2t.options import (DataOptions, DecodeOptions, MetricOptions, ModelOptions, OptionError,
+from t2t.options import (DataOptions, DecodeOptions, LoggerOptions, MetricOptions, ModelOptions, OptionError,
                          TokenizerOptions, TrainOptions, fields_of, range_problem, to_plain)
-from t2t.registry import get_registry
+from t2t.registry import KINDS, get_registry
 
-SECTIONS = ("task", "data", "tokenizer", "model", "train", "decode", "metrics", "seed", "output_dir")
+SECTIONS = ("task", "data", "tokenizer", "model", "train", "decode", "metrics", "loggers", "seed", "output_dir")
 _STD_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq",
                                                    "merge", "timestamp")}
 _NULLS = {"", "~", "null", "Null", "NULL"}
@@ -45,6 +45,14 @@ class MetricSpec:
 
 
 @dataclass(frozen=True)
+class LoggerSpec:
+    """One entry of `loggers:`: the plugin name and its validated options."""
+
+    name: str
+    options: LoggerOptions
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A validated recipe. Sections are the plugins' own option dataclasses."""
 
@@ -55,6 +63,7 @@ class Recipe:
     train: TrainOptions
     decode: DecodeOptions
     metrics: tuple[MetricSpec, ...]
+    loggers: tuple[LoggerSpec, ...] = ()
     seed: int = 1
     output_dir: str = "runs/default"
     path: str | None = None           # the file it came from, for messages
@@ -65,6 +74,8 @@ class Recipe:
         for key in ("data", "tokenizer", "model", "train", "decode"):
             out[key] = to_plain(getattr(self, key))
         out["metrics"] = [to_plain(m.options) for m in self.metrics]
+        if self.loggers:                   # (left out when there are none: saved recipes stay as they were)
+            out["loggers"] = [to_plain(lg.options) for lg in self.loggers]
         out["seed"], out["output_dir"] = self.seed, self.output_dir
         return out
 
@@ -275,7 +286,10 @@ class _Validator:
                                f"{code!r}{did_you_mean(code, pre.languages)}; the model's {len(pre.languages)} "
                                f"languages: {', '.join(pre.languages)}")
         default_metrics = tuple(getattr(task_cls, "default_metrics", ())) if task_cls else ()
-        metrics = self.metrics(sections.get("metrics"), default_metrics)
+        metrics = tuple(MetricSpec(n, o) for n, o in self.plugin_list(sections.get("metrics"), default_metrics,
+                                                                       "metrics", "metrics", MetricOptions))
+        loggers = tuple(LoggerSpec(n, o) for n, o in self.plugin_list(sections.get("loggers"), (), "loggers",
+                                                                       "loggers", LoggerOptions))
         seed = self.value(sections["seed"][1], "seed", int, (None, None)) if "seed" in sections else 1
         out = self.value(sections["output_dir"][1], "output_dir", str, (None, None)) \
             if "output_dir" in sections else f"runs/{task_name or 'default'}"
@@ -301,7 +315,7 @@ class _Validator:
         if self.errors:
             raise RecipeError("invalid recipe:\n  " + "\n  ".join(self.errors))
         return Recipe(task=task_name, data=data, tokenizer=tokenizer, model=model, train=train,
-                      decode=decode, metrics=metrics, seed=seed, output_dir=out,
+                      decode=decode, metrics=metrics, loggers=loggers, seed=seed, output_dir=out,
                       path=None if self.where.startswith("<") else self.where)
 
     def find(self, sections, section: str, key: str):
@@ -388,7 +402,10 @@ class _Validator:
             self.error(node, "model.pretrained", str(e))
             return None
 
-    def metrics(self, entry, defaults: tuple[str, ...]):
+    def plugin_list(self, entry, defaults: tuple[str, ...], section: str, kind: str, base: type):
+        """A list section of plugin entries (`metrics:`, `loggers:`): each a name or a mapping with
+        `name` and the plugin's options; (name, options) pairs."""
+        what = KINDS[kind][1]
         if entry is None:
             nodes = [yaml.ScalarNode("tag:yaml.org,2002:str", n) for n in defaults]
             knode = None
@@ -402,12 +419,12 @@ class _Validator:
                 nodes = [node]
         out = []
         for i, node in enumerate(nodes):
-            path = f"metrics[{i}]"
+            path = f"{section}[{i}]"
             if isinstance(node, yaml.ScalarNode):
                 node = yaml.MappingNode("tag:yaml.org,2002:map", [
                     (yaml.ScalarNode("tag:yaml.org,2002:str", "name", node.start_mark), node)], node.start_mark)
             if not isinstance(node, yaml.MappingNode):
-                self.error(node, path, "a metric is a name or a mapping with `name`")
+                self.error(node, path, f"a {what} is a name or a mapping with `name`")
                 continue
             name_node = next((v for k, v in node.value if k.value == "name"), None)
             if name_node is None:
@@ -415,18 +432,18 @@ class _Validator:
                 continue
             name = self.value(name_node, f"{path}.name", str, (None, None))
             try:
-                cls = self.registry.get("metrics", name)
+                cls = self.registry.get(kind, name)
             except T2TError as e:
                 self.error(name_node, path, str(e))
                 continue
-            opts = self.dataclass(node, path, getattr(cls, "Options", MetricOptions))
+            opts = self.dataclass(node, path, getattr(cls, "Options", base))
             if opts is not None:
-                out.append(MetricSpec(name, opts))
-        names = [m.name for m in out]
+                out.append((name, opts))
+        names = [name for name, _ in out]
         for name in set(names):
             if names.count(name) > 1:
-                self.error(knode, "metrics", f"'{name}' is listed twice")
-        return tuple(out)
+                self.error(knode, section, f"'{name}' is listed twice")
+        return out
 
     def dataclass(self, node: yaml.Node, path: str, cls: type, base: dict | None = None, free: Sequence[str] = ()):
         if not isinstance(node, yaml.MappingNode):

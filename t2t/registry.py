@@ -19,6 +19,7 @@ import pluggy
 
 from t2t import hookspecs
 from t2t.errors import PluginError, did_you_mean
+from t2t.logger import Logger
 from t2t.metric import Metric
 from t2t.models.base import Seq2Seq
 from t2t.task import Task
@@ -32,6 +33,7 @@ KINDS = {
     "tokenizers": ("t2t_register_tokenizers", "tokenizer"),
     "metrics": ("t2t_register_metrics", "metric"),
     "models": ("t2t_register_models", "model"),
+    "loggers": ("t2t_register_loggers", "logger"),
 }
 
 
@@ -57,7 +59,7 @@ class Failure:
 
 
 # what each kind's registered classes must subclass
-BASE_CLASSES = {"tasks": Task, "tokenizers": Tokenizer, "metrics": Metric, "models": Seq2Seq}
+BASE_CLASSES = {"tasks": Task, "tokenizers": Tokenizer, "metrics": Metric, "models": Seq2Seq, "loggers": Logger}
 
 
 class Registry:

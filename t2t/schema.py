@@ -17,14 +17,15 @@ import typing
 from typing import Any, Literal
 
 from t2t import pretrained
-from t2t.options import (DataOptions, DecodeOptions, MetricOptions, ModelOptions, TokenizerOptions, TrainOptions,
+from t2t.options import (DataOptions, DecodeOptions, LoggerOptions, MetricOptions, ModelOptions, TokenizerOptions, TrainOptions,
                          fields_of, to_plain)
 from t2t.recipe import PRETRAINED_FREE, SECTIONS
 from t2t.registry import get_registry
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 PLUGIN_SECTIONS = {"data": ("tasks", "task", DataOptions), "tokenizer": ("tokenizers", "name", TokenizerOptions),
-                   "model": ("models", "arch", ModelOptions), "metrics": ("metrics", "name", MetricOptions)}
+                   "model": ("models", "arch", ModelOptions), "metrics": ("metrics", "name", MetricOptions),
+                   "loggers": ("loggers", "name", LoggerOptions)}
 DEFAULT_NAMES = {"tokenizer": "char", "model": "rnn"}
 
 
@@ -112,7 +113,7 @@ def recipe_schema(registry=None) -> dict:
     """The JSON Schema of a recipe with the installed plugins."""
     registry = get_registry(registry)
     tasks, tokenizers = registry.names("tasks"), registry.names("tokenizers")
-    models, metrics = registry.names("models"), registry.names("metrics")
+    models = registry.names("models")
     pretrained_model = {"properties": {"model": {"required": ["pretrained"]}}, "required": ["model"]}
     conditions: list[dict] = []
     for name in tasks:
@@ -149,12 +150,13 @@ def recipe_schema(registry=None) -> dict:
     conditions.append({"$comment": "model: pretrained", "if": pretrained_model, "then": {"properties": {"model": {
         **options_schema(transformer, only=("arch", *PRETRAINED_FREE)), "required": ["pretrained"],
         "description": "a pretrained folder's model: the folder fixes every other key"}}}})
-    metric_items = []
-    for name in metrics:
-        cls = getattr(registry.get("metrics", name), "Options", MetricOptions)
-        entry = options_schema(cls, name_key="name", name=name)
-        metric_items.append({**entry, "required": ["name"]})
-    metric = {"anyOf": [{"enum": metrics, "description": "a metric's name"}, *metric_items]}
+    def entries(kind: str, base: type, what: str) -> dict:
+        names = registry.names(kind)
+        items = [{**options_schema(getattr(registry.get(kind, n), "Options", base), name_key="name", name=n),
+                  "required": ["name"]} for n in names]
+        one = {"anyOf": [{"enum": names, "description": f"a {what}'s name"}, *items]}
+        return {"anyOf": [{"type": "array", "items": one}, one, {"type": "null"}]}
+
     props = {
         "task": {"enum": tasks, "description": "the task plugin: what the data is and how it is read"},
         "data": {"type": "object", "description": "the task's keys (see `t2t recipe-keys data`)"},
@@ -164,8 +166,10 @@ def recipe_schema(registry=None) -> dict:
                   "description": "the model plugin and its keys (default arch: rnn)"},
         "train": options_schema(TrainOptions),
         "decode": options_schema(DecodeOptions),
-        "metrics": {"anyOf": [{"type": "array", "items": metric}, metric, {"type": "null"}],
+        "metrics": {**entries("metrics", MetricOptions, "metric"),
                     "description": "metrics to validate and evaluate with (default: the task's)"},
+        "loggers": {**entries("loggers", LoggerOptions, "logger"),
+                    "description": "trackers the run is recorded in besides log.jsonl (default: none)"},
         "seed": {"type": "integer", "description": "seed of weights, data order and sampling", "default": 1},
         "output_dir": {"type": "string", "description": "the run folder (default: runs/TASK)"},
     }
@@ -244,7 +248,7 @@ def key_tables(section: str | None = None, name: str | None = None, registry=Non
                     continue
                 cls = getattr(registry.get(kind, plugin), "Options", base)
                 heading = f"{sec} ({'task' if sec == 'data' else key}: {plugin})"
-                tables.append((heading, key_rows(cls, f"{sec}." if sec != "metrics" else f"metrics[{plugin}].")))
+                tables.append((heading, key_rows(cls, f"{sec}." if sec not in ("metrics", "loggers") else f"{sec}[{plugin}].")))
         elif sec in ("task", "seed", "output_dir"):
             props = recipe_schema(registry)["properties"][sec]
             tables.append((sec, [(sec, "one of " + ", ".join(props["enum"]) if "enum" in props else props["type"],

@@ -278,8 +278,23 @@ class Trainer:
         distributed.init(self.dist, self.device, o.dist_timeout)
         resumed = self._prepare_directory() if self.dist.main else None
         distributed.barrier()
-        with train_log(self.run_dir / "train.log" if self.dist.main else None):
+        with train_log(self.run_dir / "train.log" if self.dist.main else None), self._loggers():
             return self._fit(resumed, started)
+
+    @contextlib.contextmanager
+    def _loggers(self):
+        """The recipe's loggers, made on the first worker and registered for this run's events."""
+        made = [self.registry.get("loggers", spec.name)(spec.options) for spec in self.recipe.loggers] \
+            if self.dist.main else []
+        names = [f"logger:{spec.name}:{id(obj)}" for spec, obj in zip(self.recipe.loggers, made)]
+        for obj, name in zip(made, names):
+            self.registry.pm.register(obj, name=name)
+        try:
+            yield
+        finally:
+            for obj, name in zip(made, names):
+                self.registry.pm.unregister(name=name)
+                obj.close()
 
     def _fit(self, resumed: dict | None, started: float) -> dict:
         o = self.opts

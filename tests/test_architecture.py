@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "t2t"
 # what a function may import where the module does not: optional extras, and torch parts that
 # only distributed or quantized runs need
-LAZY_ALLOWED = {"fastapi", "uvicorn", "pydantic", "starlette", "ctranslate2", "matplotlib", "argcomplete",
+LAZY_ALLOWED = {"fastapi", "uvicorn", "pydantic", "starlette", "ctranslate2", "matplotlib", "argcomplete", "pyarrow",
                 "torch.distributed", "torch.nn.parallel", "torch.ao", "t2t.serve"}
 
 

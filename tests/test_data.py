@@ -100,3 +100,74 @@ def test_lines_read_in_blocks_equal_lines_read_one_by_one(tmp_path, monkeypatch,
         problems = Problems("skip")
         assert list(read_lines(path, problems)) == expected
         assert problems.first == reports[:5] and problems.count == len(reports)
+
+
+ROWS = [{"de": "Hallo, Welt", "en": 'He said "hello"'}, {"de": "Zeile\nzwei", "en": "line two"},
+        {"de": "Ümlaut ß", "en": "tab\there"}, {"de": "Tschüss", "en": "Bye"}]
+
+
+def _write_formats(folder, rows, split="train"):
+    """One split of `rows` as TSV (tabs and line breaks made spaces: TSV cannot hold them), CSV and
+    Parquet; the CSV and Parquet hold the rows exactly."""
+    import csv
+
+    flat = [{k: " ".join(v.split()) for k, v in r.items()} for r in rows]
+    write(folder / "tsv" / f"{split}.tsv", "de\ten\n" + "".join(f"{r['de']}\t{r['en']}\n" for r in flat))
+    (folder / "csv").mkdir(parents=True, exist_ok=True)
+    with open(folder / "csv" / f"{split}.csv", "w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["id", "de", "en"])
+        w.writeheader()
+        w.writerows({"id": i, **r} for i, r in enumerate(rows))
+    pa = pytest.importorskip("pyarrow", reason="pyarrow (t2t[parquet]) is not installed")
+    import pyarrow.parquet as pq
+    (folder / "parquet").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"id": list(range(len(rows))), "de": [r["de"] for r in rows],
+                             "en": [r["en"] for r in rows]}), folder / "parquet" / f"{split}.parquet",
+                   row_group_size=3)
+    return flat
+
+
+@pytest.mark.parametrize("task", ["translation", "summarization"])
+def test_csv_and_parquet_give_the_examples_of_the_tsv(tmp_path, registry, task):
+    _write_formats(tmp_path, ROWS)
+    got = {}
+    for fmt in ("tsv", "csv", "parquet"):
+        data = {"dir": str(tmp_path / fmt), "source": "de", "target": "en", "format": fmt}
+        if task == "summarization":
+            data["newline"] = " "
+        examples = build_task(load_recipe({"task": task, "data": data}), registry).examples("train")
+        got[fmt] = [(" ".join(e.source.split()), " ".join(e.target.split())) for e in examples]
+    assert got["csv"] == got["tsv"] == got["parquet"] and len(got["tsv"]) == 4
+    by_id = build_task(load_recipe({"task": "translation", "data": {"dir": str(tmp_path / "parquet"), "source": "de",
+                                                                     "target": "en", "format": "parquet"}}),
+                       registry).examples("train")
+    assert by_id[1].source == "Zeile\nzwei" and by_id[1].id == "train.parquet:row 2"
+    csv_rows = build_task(load_recipe({"task": "translation", "data": {"dir": str(tmp_path / "csv"), "source": "de",
+                                                                        "target": "en", "format": "csv"}}),
+                          registry).examples("train")
+    assert csv_rows[0].source == "Hallo, Welt" and csv_rows[2].id == "train.csv:5"     # the row before spans two lines
+
+
+def test_broken_csv_and_parquet_files_are_named(tmp_path, registry):
+    pytest.importorskip("pyarrow", reason="pyarrow (t2t[parquet]) is not installed")
+    _write_formats(tmp_path, ROWS)
+
+    def examples(fmt, **data):
+        recipe = {"task": "translation", "data": {"dir": str(tmp_path / fmt), "source": "de", "target": "en",
+                                                  "format": fmt, **data}}
+        return build_task(load_recipe(recipe), registry).examples("train")
+
+    write(tmp_path / "csv" / "train.csv", "de,en\nHallo,Hello\nnur eins\n")
+    with pytest.raises(DataError, match=r"train.csv:3: 1 fields, but the header has 2"):
+        examples("csv")
+    assert [e.source for e in examples("csv", on_error="skip")] == ["Hallo"]
+    write(tmp_path / "csv" / "train.csv", "fr,en\nSalut,Hi\n")
+    with pytest.raises(DataError, match=r"train.csv: no column 'de'; the header has \['fr', 'en'\]"):
+        examples("csv")
+    path = tmp_path / "parquet" / "train.parquet"
+    with pytest.raises(DataError, match=r"train.parquet: no column 'xx'; the file has \['id', 'de', 'en'\]"):
+        examples("parquet", target="xx")
+    data = bytearray(path.read_bytes())
+    path.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(DataError, match=r"train.parquet: not a readable Parquet file"):
+        examples("parquet")

@@ -49,6 +49,8 @@ QUICK = yaml.safe_load((ROOT / "recipes" / "quickstart.yaml").read_text())
     ({"metrics": ["blue"]}, "an unknown metric"),
     ({"metrics": [{"name": "bleu", "tokenise": "13a"}]}, "a misspelt metric option"),
     ({"task": "translate"}, "an unknown task"),
+    ({"loggers": ["mlfow"]}, "an unknown logger"),
+    ({"loggers": [{"name": "wandb", "mod": "offline"}]}, "a misspelt logger option"),
     ({"model": {"pretrained": "opus-mt-de-en", "heads": 4}}, "a key a pretrained folder fixes"),
 ])
 def test_wrong_keys_and_values_fail(validator, change, wrong):
@@ -63,6 +65,7 @@ def test_wrong_keys_and_values_fail(validator, change, wrong):
     {"metrics": [{"name": "bleu", "tokenize": "13a"}, "chrf"]},
     {"model": {"pretrained": "opus-mt-de-en", "dropout": 0.2}, "tokenizer": {"target_lang": "de"}},
     {"train": {"lora": {"rank": 4, "targets": ["q", "v"]}, "freeze": ["encoder"]}},
+    {"loggers": ["mlflow", {"name": "wandb", "mode": "offline"}]},
 ])
 def test_keys_of_the_chosen_plugin_pass(validator, change):
     recipe = {**QUICK, **change}
