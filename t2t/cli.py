@@ -470,6 +470,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="only warnings and results")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _training_commands(sub)
+    _decoding_commands(sub)
+    _tool_commands(sub)
+    return parser
+
+
+def _training_commands(sub) -> None:
     p = sub.add_parser("train", help="train a recipe")
     _add_common(p)
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
@@ -492,6 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="the split to evaluate after training (default: test)")
     p.set_defaults(func=cmd_run)
 
+
+def _decoding_commands(sub) -> None:
     p = sub.add_parser("evaluate", help="decode a split with a checkpoint and score it")
     _add_common(p, recipe="optional")
     p.add_argument("--checkpoint", nargs="+", action="extend", metavar="RUN",
@@ -542,6 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=cmd_export)
 
+
+def _tool_commands(sub) -> None:
     p = sub.add_parser("cache", help="list or clear the prepared data and tokenizers runs share "
                        "($T2T_CACHE/prepared or ~/.cache/t2t/prepared)")
     p.add_argument("action", nargs="?", default="list", choices=("list", "clear"), help="list (default) or clear")
@@ -593,7 +604,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=12345, help="bootstrap seed (default: 12345)")
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p.set_defaults(func=cmd_score)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
