@@ -72,8 +72,25 @@ def decode_dtype(precision: str, device: torch.device) -> torch.dtype:
 def int8_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of a model for int8 CPU decoding: every linear layer dynamically quantized (int8
     weights, activations quantized per batch) with torch's own quantization; embeddings, norms and
-    convolutions stay fp32. The model itself is left as it is."""
-    from torch.ao.quantization import quantize_dynamic
-    with warnings.catch_warnings():          # torch.ao.quantization is deprecated in favour of torchao
-        warnings.simplefilter("ignore")
+    convolutions stay fp32. The model itself is left as it is.
+
+    torch deprecates `torch.ao.quantization` in favour of torchao; torchao's dynamic int8 linear
+    decodes at 0.47-0.75x its speed on CPU (eager, measured side by side:
+    benchmarks/results/int8_backends.md), slower than fp32 on small models, so t2t stays on torch's
+    own while torch has it, says so once, and names the way out when a torch no longer has it."""
+    try:
+        from torch.ao.quantization import quantize_dynamic
+    except ImportError:
+        raise T2TError(f"decode.precision int8: torch {torch.__version__} has no dynamic quantization "
+                       "(torch.ao.quantization); decode in fp32 or bf16, or install a torch that has it") from None
+    _note_deprecated_int8()
+    with warnings.catch_warnings():          # said once above, in t2t's words, instead of at every layer
+        warnings.filterwarnings("ignore", message=r".*(quantiz|deprecat).*")
         return quantize_dynamic(copy.deepcopy(model).float().eval(), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+@functools.cache
+def _note_deprecated_int8() -> None:
+    log.warning("decode.precision int8 uses torch's dynamic quantization (torch.ao.quantization), which torch "
+                "deprecates in favour of torchao and may remove; torchao's decodes slower on CPU today, so t2t "
+                "keeps torch's while it is there")
