@@ -75,3 +75,9 @@ def test_unknown_loggers_and_keys_are_refused(tmp_path, registry):
     with pytest.raises(RecipeError, match=r"'wandb' is listed twice"):
         recipe(tmp_path, ["wandb", "wandb"])
     assert "loggers" not in recipe(tmp_path, []).to_dict()          # saved recipes without loggers unchanged
+
+
+def test_tensorboard_named_in_the_recipe_writes_event_files(tmp_path, registry):
+    pytest.importorskip("tensorboard", reason="tensorboard (t2t[tensorboard]) is not installed")
+    train(recipe(tmp_path, ["tensorboard"]))
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))

@@ -118,7 +118,7 @@ def test_tensorboard_option(tmp_path, registry):
     try:
         import torch.utils.tensorboard  # noqa: F401
     except ImportError:
-        with pytest.raises(t2t.T2TError, match="pip install tensorboard"):
+        with pytest.raises(t2t.T2TError, match=r"pip install 't2t\[tensorboard\]'"):
             train(r)
         return
     train(r)
