@@ -99,12 +99,17 @@ def _decode_and_score(pipe: Pipeline, examples, split: str, out: Path, opts) -> 
                 src = ex.source if isinstance(ex.source, str) else f"<features {tuple(ex.source.shape)}>"
                 ft.write("\t".join(_one_line(x) for x in (ex.id, src, text, " ||| ".join(ex.refs))) + "\n")
     elapsed = time.time() - started
-    nll, tokens = pipe.reference_loss(examples)
+    ppl = {}
+    if pipe.tgt_tok.languages_to_detect():           # the references' language is not named: no prompt for them
+        log.info("reference perplexity left out: the references' language is not named (tokenizer.target_lang)")
+    else:
+        nll, tokens = pipe.reference_loss(examples)
+        ppl = {"reference_ppl": math.exp(min(nll / max(tokens, 1), 50))}
     files = [str(f) for f in pipe.checkpoint_paths]
     return {"checkpoint": " + ".join(files), **({"ensemble": files} if len(files) > 1 else {}),
             "decode": dataclasses.asdict(opts),
             "metrics": {m.name: m.result().to_dict() for m in metrics},
-            "reference_ppl": math.exp(min(nll / max(tokens, 1), 50)), "avg_words": words / max(len(examples), 1),
+            **ppl, "avg_words": words / max(len(examples), 1),
             "time_s": round(elapsed, 2), "sentences_per_s": round(len(examples) / max(elapsed, 1e-9), 2),
             "device": str(pipe.device),
             "outputs": {"hypotheses": str(out / f"{split}.hyp"), "side_by_side": str(out / f"{split}.tsv")}}

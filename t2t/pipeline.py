@@ -214,6 +214,8 @@ class Pipeline:
             return search.mbr(decode, sources, opts, self.detokenize, self.mbr_metric(opts.mbr_metric))
         if opts.sampling and opts.nbest > 1:
             return [sorted(pool, key=lambda h: -h.score) for pool in search.draw(decode, sources, opts, opts.nbest)]
+        if self.tgt_tok.languages_to_detect(opts.target_lang):
+            return self._by_language(sources, opts, seed, need_attention, budget)
         self.model.eval()
         model = self.decoding_model(opts.precision)
         before = self.truncated
@@ -245,6 +247,43 @@ class Pipeline:
             hyps = generate(model, batch.src, batch.src_lengths, opts, specials, generator, need_attention, budget)
             for i, h in zip(batch.index, hyps):
                 out[i] = h
+        return out
+
+    def _by_language(self, sources: Sequence[Any], opts: DecodeOptions, seed, need_attention, budget):
+        """Decoding where the target's language must be found (Whisper, none named): each input in
+        the language `detect_languages` finds, inputs of one language together."""
+        found = self.detect_languages(sources, opts)
+        out: list[list[Hypothesis] | None] = [None] * len(sources)
+        for code in dict.fromkeys(found):
+            idx = [i for i, c in enumerate(found) if c == code]
+            hyps = self.search([sources[i] for i in idx], dataclasses.replace(opts, target_lang=code), seed,
+                               need_attention, budget)
+            for i, h in zip(idx, hyps):
+                out[i] = h
+        return out
+
+    @torch.no_grad()
+    def detect_languages(self, sources: Sequence[Any], opts: DecodeOptions | None = None) -> list[str]:
+        """The language of each source as transformers' Whisper `generate` finds it: the language
+        token the model scores highest after <|startoftranscript|>."""
+        opts = opts or self.recipe.decode
+        languages = self.tgt_tok.languages_to_detect(opts.target_lang) or self.tgt_tok.languages_to_detect()
+        if not languages:
+            raise T2TError("this model has no languages to detect")
+        codes = list(languages)
+        ids = torch.tensor([languages[c] for c in codes], device=self.device)
+        self.model.eval()
+        model = self.decoding_model(opts.precision)
+        inputs = dataset.from_encoded([self.encode_source(s) for s in sources])
+        v = self.tgt_tok.vocab
+        out: list[str] = [""] * len(sources)
+        for start in range(0, len(sources), opts.max_sentences):
+            idx = np.arange(start, min(len(sources), start + opts.max_sentences))
+            batch = inputs.collate(idx, v.pad, v.bos, v.eos, with_target=False).to(self.device)
+            state = model.init_state(model.encode(batch.src, batch.src_lengths))
+            scores, _ = model.decode_step(torch.full((len(idx),), v.bos, dtype=torch.long, device=self.device), state)
+            for i, best in zip(batch.index, scores[:, ids].argmax(-1).tolist()):
+                out[i] = codes[best]
         return out
 
     def output_tokens(self, source_lengths: Sequence[int], opts: DecodeOptions) -> int:

@@ -38,6 +38,11 @@ class Tokenizer:
     def detokenize(self, pieces: list[str]) -> str:
         raise NotImplementedError
 
+    def languages_to_detect(self, target_lang: str = "") -> dict[str, int]:
+        """Where decoding must find the target's language itself (a Whisper model with languages
+        and none named): the language codes and their token ids; else nothing."""
+        return {}
+
     def extra_state(self) -> dict:
         """Plain data (or tensors) beyond the vocabulary needed to rebuild this tokenizer."""
         return {}

@@ -5,6 +5,8 @@ from a speech recipe, and the messages bad folders, recipes and audio get."""
 
 import dataclasses
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,6 +104,41 @@ def test_search_equals_generate(folder, reference, lang, beam, alpha):
         if beam > 1:
             assert abs(hyps[i][0].score - float(out.sequences_scores[i])) < 1e-4
     assert len(lengths) >= 2 or alpha > 1, lengths      # outputs end at different lengths (alpha 2 favours the longest)
+
+
+def test_the_language_is_found_as_generate_finds_it(folder, reference):
+    """No language named: each recording's is the language token scored highest after
+    <|startoftranscript|>, as transformers' generate detects it, and it is decoded in it."""
+    pipe = load(folder, device="cpu")
+    audio = hf_folders.tones(12, seed=5)
+    src = features(audio)
+    with torch.no_grad():
+        logits = reference(input_features=src.transpose(1, 2),
+                           decoder_input_ids=torch.full((len(audio), 1), pipe.tgt_tok.vocab.bos)).logits[:, -1]
+        out = reference.generate(src.transpose(1, 2), task="transcribe", num_beams=1, max_new_tokens=12)
+    languages = pipe.tgt_tok.languages
+    theirs = [min(languages, key=lambda c: -float(row[languages[c]])) for row in logits]
+    found = pipe.detect_languages(list(src))
+    assert found == theirs and len(set(found)) >= 2, found               # several languages among them
+    hyps = pipe.search(list(src), pipe.decode_options(beam=1, max_len_b=12))
+    for i, tokens in enumerate(out.tolist()):
+        sp = pipe.tgt_tok.specials(found[i])
+        if tokens[0] == sp.bos:         # (transformers 5 leaves the prompt out where it found the language)
+            assert tokens[: 1 + len(sp.prompt)] == [sp.bos, *sp.prompt], i
+            tokens = tokens[1 + len(sp.prompt):]
+        tokens = tokens[: tokens.index(sp.eos)] if sp.eos in tokens else tokens
+        assert hyps[i][0].tokens == tokens, i
+    assert pipe.generate([str(hf_folders.write_wav(Path(tempfile.mkdtemp()) / "a.wav", audio[0], 16000))]) == \
+        [pipe.detokenize(hyps[0][0].tokens)]
+
+
+def test_a_folder_is_evaluated_without_a_language_named(folder, recordings, tmp_path):
+    from t2t.evaluation import evaluate
+    from t2t.recipe import load_recipe
+    recipe = speech_recipe(folder, recordings, tmp_path)
+    del recipe["tokenizer"]
+    report = evaluate(folder, load_recipe(recipe), split="test", device="cpu")
+    assert "wer" in report["metrics"] and "reference_ppl" not in report     # references' prompt unknown
 
 
 def test_an_english_only_folder_prompts_no_language(tmp_path):
@@ -257,6 +294,7 @@ def test_bad_folders_recipes_and_audio_get_one_message(folder, recordings, tmp_p
     import shutil
 
     from t2t.recipe import load_recipe
+    from t2t.trainer import train
     broken = tmp_path / "no-preprocessor"
     shutil.copytree(folder, broken)
     (broken / "preprocessor_config.json").unlink()
@@ -278,8 +316,10 @@ def test_bad_folders_recipes_and_audio_get_one_message(folder, recordings, tmp_p
     long = hf_folders.write_wav(tmp_path / "long.wav", np.zeros(8000 * 31), 8000)
     with pytest.raises(T2TError, match="long.wav: 31.0 s of audio; Whisper's front end takes at most 30 s"):
         pipe.generate([str(long)], target_lang="en")
-    with pytest.raises(T2TError, match="speech's language is needed"):
-        pipe.generate([str(recordings / "wav" / "0.wav")])
+    untold = speech_recipe(folder, recordings, tmp_path)
+    del untold["tokenizer"]                                     # training targets need their language
+    with pytest.raises(T2TError, match="speech's language is needed to train"):
+        train(load_recipe(untold))
     with pytest.raises(T2TError, match="unknown language 'xx'"):
         pipe.generate([str(recordings / "wav" / "0.wav")], target_lang="xx")
 

@@ -171,6 +171,9 @@ class WhisperTokenizer(JsonTokenizer):
         lang = conf.get("language") or gen.get("language")
         self.default_lang = {"target": lang.strip("<|>") if isinstance(lang, str) else None}
 
+    def languages_to_detect(self, target_lang: str = "") -> dict[str, int]:
+        return dict(self.languages) if self.languages and not (target_lang or self.lang) else {}
+
     def prompt(self, target_lang: str = "") -> tuple[int, ...]:
         """The decoder prompt after <|startoftranscript|>, as transformers builds it."""
         out = []
@@ -179,8 +182,8 @@ class WhisperTokenizer(JsonTokenizer):
         if self.languages:
             lang = target_lang or self.lang
             if not lang:
-                raise T2TError(f"tokenizer.target_lang: the speech's language is needed (this model does not "
-                               f"detect it here); the model's languages: {', '.join(sorted(self.languages))}")
+                raise T2TError(f"tokenizer.target_lang: the speech's language is needed to train (decoding finds "
+                               f"it); the model's languages: {', '.join(sorted(self.languages))}")
             out.append(self.language_id(lang))
             mode = getattr(self.options, "mode", "transcribe")
             if mode not in self.tasks:
