@@ -318,7 +318,7 @@ class Pipeline:
         data = dataset.encode_in_memory(examples, self.encoder(most[0], most[1] - 1 if most[1] else None, "truncate"))
         sp = self.specials
         nll, tokens = 0.0, 0
-        for b in batch_indices(data.lengths, max_tokens):
+        for b in batch_indices(self.model.batch_lengths(data.lengths), max_tokens):
             batch = data.collate(b, sp.pad, sp.bos, sp.eos).to(self.device)
             _, n = sequence_loss(self.model, self.model, batch, 0.0, sp.pad)
             nll, tokens = nll + float(n), tokens + batch.target_tokens

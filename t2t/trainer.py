@@ -241,8 +241,8 @@ class Trainer:
         set-up counts epoch 1's batches and the loop then takes them (seconds on millions of pairs)."""
         if self._planned is None or self._planned[0] != epoch:
             o = self.opts
-            batches = batch_indices(self.train_data.lengths, o.max_tokens, o.max_sentences, shuffle=True,
-                                    seed=self.seed * 1_000_003 + epoch)
+            batches = batch_indices(self.model.batch_lengths(self.train_data.lengths), o.max_tokens, o.max_sentences,
+                                    shuffle=True, seed=self.seed * 1_000_003 + epoch)
             world = self.dist.world_size
             self._planned = (epoch, batches[: len(batches) - len(batches) % world] if world > 1 else batches)
         return self._planned[1]
@@ -604,7 +604,7 @@ class Trainer:
         self.model.eval()
         sp = self.pipe.specials
         loss = nll = tokens = 0.0
-        for b in batch_indices(self.valid_data.lengths, o.max_tokens, o.max_sentences):
+        for b in batch_indices(self.model.batch_lengths(self.valid_data.lengths), o.max_tokens, o.max_sentences):
             batch = self.valid_data.collate(b, sp.pad, sp.bos, sp.eos).to(self.device)
             with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
                 part, n = sequence_loss(self.model, self.model, batch, o.label_smoothing, sp.pad)

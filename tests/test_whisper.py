@@ -61,6 +61,26 @@ def test_log_mel_equals_the_feature_extractor_on_real_recordings(shared_data):
     assert (features(audio) - ref).abs().max() < 1e-4
 
 
+def test_trimmed_features_rebuild_the_full_ones(folder, reference):
+    """The cache keeps only the frames the audio reaches (`log_mel(trim=True)`); the stem fills in
+    the silence after them: the frames and logits equal those of the full 30 s."""
+    audio = hf_folders.tones(5, seed=4) + [np.zeros(8000, dtype=np.float32)]          # a silent one too
+    full = features(audio)
+    trimmed = [log_mel(torch.from_numpy(a), 80, trim=True) for a in audio]
+    pipe = load(folder, device="cpu")
+    stem = pipe.model.src_embed
+    lengths = torch.tensor([t.shape[0] for t in trimmed])
+    assert lengths.max() < 700 and all(torch.equal(t, f[: len(t)]) for t, f in zip(trimmed, full))
+    batch = torch.nn.utils.rnn.pad_sequence(trimmed, batch_first=True)            # zeros after each, as collate
+    rebuilt, new_lengths = stem.fill(batch, lengths)
+    assert (rebuilt - full).abs().max() < 1e-6 and new_lengths.tolist() == [3000] * len(audio)
+    dec_in = torch.tensor([[pipe.tgt_tok.vocab.bos, 40, 50]] * len(audio))
+    with torch.no_grad():
+        ours = pipe.model(batch, lengths, dec_in)
+        theirs = reference(input_features=full.transpose(1, 2), decoder_input_ids=dec_in).logits
+    assert (ours - theirs).abs().max() < 1e-4
+
+
 def test_logits_equal_transformers(folder, reference):
     pipe = load(folder, device="cpu")
     sp = pipe.tgt_tok.specials("en")
@@ -375,3 +395,12 @@ def test_the_whisper_recipe_runs_on_a_slice(folder, shared_data, registry, tmp_p
                       steps=2, data_dir=shared_data, registry=registry, eval_limit=4)
     assert result["recipe"].data.features == "whisper" and set(result["report"]["metrics"]) == {"wer", "cer",
                                                                                                 "exact_match"}
+
+
+def test_batches_count_every_recording_as_30_s(folder):
+    """The cache holds trimmed frames, the model computes over 3000: batches are counted in those."""
+    from t2t.data import batch_indices
+    model = load(folder, device="cpu").model
+    lengths = np.array([[120, 5], [80, 4], [3000, 6]])
+    assert model.batch_lengths(lengths)[:, 0].tolist() == [3000, 3000, 3000]
+    assert [len(b) for b in batch_indices(model.batch_lengths(lengths), 6000)] == [2, 1]

@@ -218,7 +218,8 @@ class Speech(t2t.Task):
     def _settings(self) -> dict:
         o = self.options
         keys = EVAL_FEATURE_KEYS + ("dither", "silence_ms")
-        return {k: getattr(o, k) for k in keys} | {"seed": self.seed, "version": 1}
+        # version 2 of Whisper's features keeps only the frames the audio reaches
+        return {k: getattr(o, k) for k in keys} | {"seed": self.seed, "version": 2 if o.features == "whisper" else 1}
 
     def _features(self, split: str, rows, speed: float = 1.0) -> list[torch.Tensor]:
         """Features of every utterance (played at `speed`), from the cache when the settings and
@@ -269,7 +270,7 @@ class Speech(t2t.Task):
         o = self.options
         if o.features == "whisper":
             return log_mel(samples, o.n_mels, o.sample_rate, dither=o.dither if dither is not None else 0.0,
-                           generator=dither)
+                           generator=dither, trim=True)           # the model's stem puts the silence back
         feats = fbank(samples, o.sample_rate, o.n_mels, o.frame_ms, o.hop_ms, window=o.window,
                       dither=o.dither if dither is not None else 0.0, generator=dither)
         return mfcc(feats, o.n_mfcc) if o.features == "mfcc" else feats

@@ -60,6 +60,11 @@ class Seq2Seq(nn.Module):
         self.options = options
         self.spec = spec
 
+    def batch_lengths(self, lengths):
+        """(N, 2) source and target lengths of examples -> the lengths batches are counted in (what
+        the model computes over): by default the same."""
+        return lengths
+
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> dict:
         """Encode a batch: src (B, S) ids or (B, S, F) features -> a dict with at least
         `memory` (B, S', D) and `mask` (B, S') True at real positions."""

@@ -67,26 +67,45 @@ class ConvSubsampler(nn.Module):
 
 class Conv1dStem(nn.Module):
     """Feature frames (B, S, F) -> (B, ceil(S/2), E): a 1-D convolution over time (kernel 3) from F
-    to E channels, GELU, a second one of stride 2, GELU (Whisper's encoder stem)."""
+    to E channels, GELU, a second one of stride 2, GELU (Whisper's encoder stem).
 
-    def __init__(self, feature_dim: int, dim: int, dropout: float = 0.0):
+    With `frames` (Whisper's 3000, from model.source_positions), inputs of fewer frames are
+    Whisper's log-mel with its trailing silence left out (`log_mel(trim=True)`: a feature cache
+    30x smaller): each is filled up to `frames` with that silence, whose value follows from its own
+    frames (floored 8 below the loudest: max(-1.5, top - 2) after Whisper's scaling), and the
+    encoder sees all of them, as Whisper's does."""
+
+    def __init__(self, feature_dim: int, dim: int, dropout: float = 0.0, frames: int | None = None):
         super().__init__()
         self.conv1 = nn.Conv1d(feature_dim, dim, 3, padding=1)
         self.conv2 = nn.Conv1d(dim, dim, 3, stride=2, padding=1)
         self.drop = nn.Dropout(dropout)
+        self.frames = frames
+
+    def fill(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S, F) trimmed log-mel frames -> (B, frames, F), each filled with its silence."""
+        b, s, f = src.shape
+        real = (torch.arange(s, device=src.device)[None, :] < lengths[:, None])[..., None]     # (B, S, 1)
+        top = src.masked_fill(~real, float("-inf")).amax(dim=(1, 2))
+        silence = torch.clamp(top - 2.0, min=-1.5).to(src.dtype)                              # (B,)
+        out = silence[:, None, None].expand(b, self.frames, f).clone()
+        out[:, :s] = torch.where(real, src, out[:, :s])
+        return out, torch.full_like(lengths, self.frames)
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.frames and (src.shape[1] < self.frames or bool((lengths < self.frames).any())):
+            src, lengths = self.fill(src[:, : self.frames], lengths.clamp(max=self.frames))
         x = nn.functional.gelu(self.conv1(src.transpose(1, 2)))
         x = nn.functional.gelu(self.conv2(x)).transpose(1, 2)
         return self.drop(x), (lengths + 1) // 2
 
 
 def source_embedder(spec: ModelSpec, dim: int, dropout: float, scale: bool = False, *,
-                    channels: int, stem: str = "conv2d") -> nn.Module:
+                    channels: int, stem: str = "conv2d", frames: int | None = None) -> nn.Module:
     """The front-end for the spec's source kind (`channels`: the 2-D subsampler's,
     model.subsample_channels; `stem`: model.feature_stem)."""
     if spec.feature_dim is not None and stem == "conv1d":
-        return Conv1dStem(spec.feature_dim, dim, dropout)
+        return Conv1dStem(spec.feature_dim, dim, dropout, frames)
     if spec.feature_dim is not None:
         return ConvSubsampler(spec.feature_dim, dim, dropout, channels=channels)
     return TokenEmbedding(spec.src_vocab, dim, spec.pad, dropout, scale)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -209,7 +210,8 @@ class Transformer(Seq2Seq):
         if o.share_embeddings and not spec.shared_vocab:
             raise ValueError("model.share_embeddings needs a shared vocabulary (tokenizer.shared: true)")
         self.src_embed = source_embedder(spec, o.dim, 0.0, scale=o.embed_scale, channels=o.subsample_channels,
-                                         stem=o.feature_stem)
+                                         stem=o.feature_stem,
+                                         frames=2 * o.source_positions if o.source_positions else None)
         self.tgt_embed = nn.Embedding(spec.tgt_vocab, o.dim, padding_idx=spec.pad)
         if o.share_embeddings:
             self.tgt_embed.weight = self.src_embed.embed.weight
@@ -249,6 +251,15 @@ class Transformer(Seq2Seq):
                 nn.init.normal_(emb.weight, 0.0, self.options.dim ** -0.5)
                 with torch.no_grad():
                     emb.weight[self.spec.pad].zero_()
+
+    def batch_lengths(self, lengths):
+        """Whisper's stem fills every input up to its frames: each counts them all."""
+        frames = getattr(self.src_embed, "frames", None)
+        if not frames:
+            return lengths
+        out = np.array(lengths, copy=True)
+        out[:, 0] = np.maximum(out[:, 0], frames)
+        return out
 
     def length_limits(self) -> tuple[int | None, int | None]:
         o = self.options

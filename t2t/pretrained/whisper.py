@@ -247,18 +247,23 @@ def mel_filters(n_mels: int, n_fft: int, rate: int, top: float = 8000.0) -> torc
 
 
 def log_mel(samples: torch.Tensor, n_mels: int = 80, rate: int = 16000, n_fft: int = 400, hop: int = 160,
-            seconds: int = 30, dither: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+            seconds: int = 30, dither: float = 0.0, generator: torch.Generator | None = None,
+            trim: bool = False) -> torch.Tensor:
     """Whisper's features of audio samples (T,) at `rate`: padded with silence (or cut) to
     `seconds`, a Hann-windowed power spectrogram, mel filters, log10 (floored at 1e-10), floored
     8 below the utterance's maximum, then (x + 4) / 4. Returns (frames, n_mels), frames =
-    seconds * rate / hop."""
+    seconds * rate / hop; with `trim`, only the frames the audio reaches: every later one equals
+    `silence(...)` of these, and Whisper's stem (`t2t.models.frontend.Conv1dStem`) puts them back.
+    Dither, where asked, is added to the audio's own samples."""
     n = seconds * rate
-    x = samples.float()
-    x = torch.nn.functional.pad(x, (0, n - x.shape[0])) if x.shape[0] < n else x[:n]
+    x = samples.float()[:n]
     if dither:
         x = x + dither * torch.randn(x.shape, generator=generator)
+    reached = min(n // hop, -(-(x.shape[0] + n_fft // 2) // hop))          # frames whose window meets audio
+    x = torch.nn.functional.pad(x, (0, n - x.shape[0]))
     spec = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True)
     power = spec[:, :-1].abs() ** 2                                       # (F, frames): the last frame dropped
     mel = (mel_filters(n_mels, n_fft, rate).T @ power).clamp(min=1e-10).log10()
     mel = torch.maximum(mel, mel.max() - 8.0)
-    return ((mel + 4.0) / 4.0).T.contiguous()
+    out = ((mel + 4.0) / 4.0).T.contiguous()
+    return out[:reached].clone() if trim else out            # (a copy: a view would save all 3000)
