@@ -343,7 +343,8 @@ class DecodeOptions(Options):
     source_lang: str = option("", help="models with language codes (M2M100, NLLB, mBART-50): the inputs' language "
                               "(default: the recipe's tokenizer.source_lang)")
     target_lang: str = option("", help="models with language codes: the language to write, its code forced first "
-                              "(default: the recipe's tokenizer.target_lang)")
+                              "(default: the recipe's tokenizer.target_lang; Whisper without one finds each "
+                              "recording's)")
 
     def check(self) -> None:
         if self.nbest > self.beam and not self.sampling:
