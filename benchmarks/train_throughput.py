@@ -199,8 +199,9 @@ def _corpus(rng, n: int) -> list[tuple[str, str]]:
              " ".join(f"w{rng.randrange(WORDS)}" for _ in range(LENGTH - 1))) for _ in range(n)]
 
 
-def worker_t2t_finetune(folder: str, lora: bool, threads: int) -> dict:
-    """t2t's Trainer fine-tuning the folder from a recipe (full, or LoRA on q and v)."""
+def worker_t2t_finetune(folder: str, lora: bool, threads: int, checkpointing: bool = False) -> dict:
+    """t2t's Trainer fine-tuning the folder from a recipe (full, or LoRA on q and v; with
+    `checkpointing`, train.checkpoint_activations)."""
     import random
 
     import torch
@@ -220,7 +221,8 @@ def worker_t2t_finetune(folder: str, lora: bool, threads: int) -> dict:
             "model": {"pretrained": folder},
             "train": {"max_tokens": FT_TOKENS, "max_steps": warm + measured, "log_every": warm, "lr": 1e-4,
                       "label_smoothing": 0.1, "threads": threads, "valid_max_sentences": 0,
-                      "validate_every": 1_000_000, **({"lora": LORA} if lora else {})},
+                      "validate_every": 1_000_000, "checkpoint_activations": checkpointing,
+                      **({"lora": LORA} if lora else {})},
             "metrics": [], "output_dir": str(Path(tmp) / "run")})
         train(recipe)
         steps = [json.loads(line) for line in (Path(tmp) / "run" / "log.jsonl").read_text().splitlines()]
@@ -230,14 +232,18 @@ def worker_t2t_finetune(folder: str, lora: bool, threads: int) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def worker_hf_finetune(folder: str, lora: bool, threads: int) -> dict:
-    """A plain transformers loop fine-tuning the folder (LoRA through peft), batches of t2t's shape."""
+def worker_hf_finetune(folder: str, lora: bool, threads: int, checkpointing: bool = False) -> dict:
+    """A plain transformers loop fine-tuning the folder (LoRA through peft), batches of t2t's shape
+    (with `checkpointing`, transformers' gradient checkpointing)."""
     import torch
     import torch.nn.functional as F
     from transformers import MarianMTModel
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = MarianMTModel.from_pretrained(folder)
+    if checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
     if lora:
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(r=LORA["rank"], lora_alpha=LORA["alpha"],
@@ -293,7 +299,7 @@ def main() -> None:
         framework, size, precision = args.worker
         if size.startswith("/"):                          # fine-tuning the folder at this path
             fn = worker_t2t_finetune if framework.startswith("t2t") else worker_hf_finetune
-            print(json.dumps(fn(size, framework.endswith("-lora"), args.threads)))
+            print(json.dumps(fn(size, "-lora" in framework, args.threads, framework.endswith("-ckpt"))))
             return
         fn = worker_t2t if framework == "t2t" else worker_hf
         print(json.dumps(fn(size, precision, args.threads)))
@@ -343,14 +349,17 @@ def finetune(args) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = str(opus_folder(Path(tmp) / "opus-mt-shaped"))
-        for fw in ("t2t", "hf", "t2t-lora", "hf-lora"):
+        for fw in ("t2t", "hf", "t2t-lora", "hf-lora", "t2t-ckpt", "hf-ckpt", "t2t-lora-ckpt", "hf-lora-ckpt"):
             r = run_worker(fw, folder, "fp32", args.threads)
             rows.append({"framework": fw, **r})
             print(json.dumps(rows[-1]), flush=True)
     pick = {r["framework"]: r for r in rows if "tokens_per_s" in r}
     ratios = {}
     for a, b, key in (("t2t", "hf", "tokens_per_s"), ("t2t-lora", "hf-lora", "tokens_per_s"),
-                      ("t2t-lora", "t2t", "peak_rss_mb"), ("hf-lora", "hf", "peak_rss_mb")):
+                      ("t2t-lora", "t2t", "peak_rss_mb"), ("hf-lora", "hf", "peak_rss_mb"),
+                      ("t2t-ckpt", "hf-ckpt", "tokens_per_s"), ("t2t-lora-ckpt", "hf-lora-ckpt", "tokens_per_s"),
+                      ("t2t-lora-ckpt", "t2t-ckpt", "peak_rss_mb"), ("hf-lora-ckpt", "hf-ckpt", "peak_rss_mb"),
+                      ("t2t-lora-ckpt", "t2t", "peak_rss_mb"), ("t2t-ckpt", "t2t", "tokens_per_s")):
         if a in pick and b in pick:
             ratios[f"{a} / {b} {key}"] = pick[a][key] / pick[b][key]
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.processor() or platform.machine()}, "
@@ -359,7 +368,8 @@ def finetune(args) -> None:
     out = Path(args.out).with_name("train_finetune")
     Path(f"{out}.json").write_text(json.dumps(result, indent=1))
     lines = [f"# Fine-tuning an opus-mt-de-en-shaped folder ({result['date']}, {result['machine']}, {args.threads} "
-             f"threads, fp32, batches of {FT_TOKENS} tokens, LoRA r {LORA['rank']} on q and v)", "",
+             f"threads, fp32, batches of {FT_TOKENS} tokens, LoRA r {LORA['rank']} on q and v; -ckpt: activation "
+             f"checkpointing, t2t's train.checkpoint_activations and transformers' gradient checkpointing)", "",
              "| system | target tokens/s | peak RSS (MB) |", "|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['framework']} | {r.get('tokens_per_s', 0):.0f} | {r.get('peak_rss_mb', 0):.0f} |"

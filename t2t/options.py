@@ -256,6 +256,9 @@ class TrainOptions(Options):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
         "auto", help="auto: bf16 autocast on CUDA where supported, else fp32 (bf16 on a CPU without native bf16: fp32)")
     compile: bool = option(False, help="torch.compile the model")
+    checkpoint_activations: bool = option(False, help="keep only each Transformer layer's input in the forward "
+                                          "pass and recompute the rest in the backward pass: less memory (most "
+                                          "with long inputs, large batches and LoRA), about a third more compute")
     validate_every: Optional[int] = option(None, min=1, help="validate every N updates (default: each epoch)")
     valid_max_sentences: int = option(300, min=0, help="decode at most this many validation sentences for metrics")
     valid_metric: Optional[str] = option(None, help="metric that picks the best checkpoint (default: the first metric, else loss)")

@@ -202,6 +202,7 @@ class Trainer:
         parts.set_tokenizers(states)
         model = parts.model(fresh=resumed is None)
         model.to(self.device)
+        model.checkpoint_layers = self.opts.checkpoint_activations
         self.pipe = Pipeline.from_parts(parts, model, self.device)
         self.model = model
         self.limits = parts.limits(model)

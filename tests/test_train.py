@@ -141,3 +141,34 @@ def test_compiled_training_matches_eager(tmp_path, registry):
         weights[compiled], _ = final_parameters(run)
     assert weights[True].keys() == weights[False].keys()
     assert all(torch.allclose(weights[True][k], weights[False][k], atol=1e-5) for k in weights[False])
+
+
+def test_checkpointed_activations_train_to_the_same_weights(tmp_path, registry):
+    """train.checkpoint_activations recomputes each layer in the backward pass with the same dropout
+    masks: the weights after a few updates equal those of a run that kept the activations, and
+    every layer ran twice an update."""
+    import torch
+
+    from helpers import final_parameters
+    from t2t.models.base import ModelSpec
+    from t2t.models.transformer import Transformer, TransformerOptions
+    weights = {}
+    for flag in (False, True):
+        r = tiny_recipe("dates", "transformer", output_dir=str(tmp_path / f"run{flag}"),
+                        data={"train_size": 200, "valid_size": 10, "test_size": 10},
+                        model={"dim": 32, "ff_dim": 64, "layers": 2, "heads": 2, "dropout": 0.3},
+                        train={"max_steps": 4, "validate_every": 4, "checkpoint_activations": flag, "threads": 1})
+        train(load_recipe(r))
+        weights[flag] = final_parameters(tmp_path / f"run{flag}")[0]
+    assert all(torch.allclose(weights[False][k], weights[True][k], atol=1e-6) for k in weights[False])
+    model = Transformer(TransformerOptions(dim=16, ff_dim=32, layers=2, heads=2), ModelSpec(20, 20)).train()
+    model.checkpoint_layers = True
+    calls = []
+    for layer in [*model.encoder, *model.decoder]:
+        def counted(*args, _forward=layer.forward, **kwargs):
+            calls.append(1)
+            return _forward(*args, **kwargs)
+        layer.forward = counted
+    src, tgt = torch.randint(4, 20, (3, 7)), torch.randint(4, 20, (3, 6))
+    model(src, torch.tensor([7, 5, 3]), tgt).sum().backward()
+    assert len(calls) == 2 * 4                                   # forward, then again in backward

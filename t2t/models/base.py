@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from t2t.options import ModelOptions
 
@@ -58,7 +59,16 @@ class Seq2Seq(nn.Module):
     def __init__(self, options: ModelOptions, spec: ModelSpec):
         super().__init__()
         self.options = options
+        self.checkpoint_layers = False      # train.checkpoint_activations: recompute layers in backward
         self.spec = spec
+
+    def run_layer(self, layer: nn.Module, *args, **kwargs):
+        """`layer(*args, **kwargs)`; in training with `checkpoint_layers`, its activations are
+        recomputed in the backward pass instead of kept (the same dropout masks: the random state
+        is replayed)."""
+        if self.checkpoint_layers and self.training and torch.is_grad_enabled():
+            return checkpoint(layer, *args, use_reentrant=False, **kwargs)
+        return layer(*args, **kwargs)
 
     def batch_lengths(self, lengths):
         """(N, 2) source and target lengths of examples -> the lengths batches are counted in (what

@@ -279,7 +279,7 @@ class Transformer(Seq2Seq):
         enc = {"mask": mask}
         bias = self.src_rel(x.shape[1], x.shape[1]) if self.options.positions == "relative" else None
         for i, layer in enumerate(self.encoder, 1):
-            x = layer(x, attn_mask, bias)
+            x = self.run_layer(layer, x, attn_mask, bias)
             if i == middle:                                          # the intermediate CTC's input
                 enc["inter"] = self.enc_norm(x)
         enc["memory"] = self.enc_norm(x)
@@ -306,8 +306,12 @@ class Transformer(Seq2Seq):
         t = x.shape[1]
         bias = self.tgt_rel(t, start + t, start) if self.options.positions == "relative" else None
         for i, layer in enumerate(self.decoder):
-            x, w = layer(x, static["kv"][i], static["mask"], None if caches is None else caches[i],
-                         need_weights=need_weights and i == last, bias=bias)
+            if caches is None:                                       # teacher forcing: training's path
+                x, w = self.run_layer(layer, x, static["kv"][i], static["mask"], None,
+                                      need_weights=need_weights and i == last, bias=bias)
+            else:
+                x, w = layer(x, static["kv"][i], static["mask"], caches[i], need_weights=need_weights and i == last,
+                             bias=bias)
             weights = w if w is not None else weights
         x = self.dec_norm(x)
         return (x * self.options.dim ** -0.5 if self.options.output_scale else x), weights      # (B, T, D)
