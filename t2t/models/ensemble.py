@@ -10,9 +10,11 @@ target vocabulary; `Pipeline.from_checkpoint` checks they share the tokenizers t
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,6 +40,11 @@ class Ensemble(nn.Module):
     def _mix(self, log_probs: list[torch.Tensor]) -> torch.Tensor:
         """log(mean_i p_i) from the members' log-probabilities."""
         return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(log_probs))
+
+    def batch_lengths(self, lengths):
+        """The members' largest count of each example (see Seq2Seq.batch_lengths)."""
+        counted = [m.batch_lengths(lengths) for m in self.models]
+        return functools.reduce(np.maximum, counted[1:], counted[0])
 
     # ------------------------------------------------------------------ decoding
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> dict:
