@@ -271,7 +271,8 @@ def whisper_decoding(pipe: Pipeline) -> dict:
     v = tok.vocab
     prompt = [v.tokens[v.bos]] + ([v.tokens[i] for i in tok.prompt(lang)] if lang or not tok.languages else [])
     notes = [] if lang or not tok.languages else [
-        f"put the speech's language and the task after {prompt[0]} in each prompt, e.g. "
+        f"put the speech's language (ctranslate2.models.Whisper.detect_language finds it, as t2t does) and the "
+        f"task after {prompt[0]} in each prompt, e.g. "
         f"{[prompt[0], '<|en|>', '<|transcribe|>', v.tokens[tok.no_timestamps]]}"]
     if d.sampling or d.mbr or d.no_repeat_ngram_size or d.min_len:
         notes.append("decode.sampling, mbr, no_repeat_ngram_size and min_len are not carried over")
