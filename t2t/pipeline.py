@@ -251,7 +251,9 @@ class Pipeline:
 
     def _by_language(self, sources: Sequence[Any], opts: DecodeOptions, seed, need_attention, budget):
         """Decoding where the target's language must be found (Whisper, none named): each input in
-        the language `detect_languages` finds, inputs of one language together."""
+        the language `detect_languages` finds, inputs of one language together. Each input is read
+        (its audio turned into features) once: both passes take the features."""
+        sources = [self.encode_source(s) for s in sources]
         found = self.detect_languages(sources, opts)
         out: list[list[Hypothesis] | None] = [None] * len(sources)
         for code in dict.fromkeys(found):
@@ -267,7 +269,7 @@ class Pipeline:
         """The language of each source as transformers' Whisper `generate` finds it: the language
         token the model scores highest after <|startoftranscript|>."""
         opts = opts or self.recipe.decode
-        languages = self.tgt_tok.languages_to_detect(opts.target_lang) or self.tgt_tok.languages_to_detect()
+        languages = self.tgt_tok.languages_to_detect()
         if not languages:
             raise T2TError("this model has no languages to detect")
         codes = list(languages)
