@@ -1,6 +1,6 @@
 """Built-in training loggers: a JSON Lines log of every logged step and validation (always), and
-the trackers a recipe names under `loggers:`: `tensorboard` (event files in the run folder; also
-`train.tensorboard: true`), `mlflow` (MLflow's tracking store: its default, a local database, needs
+the trackers a recipe names under `loggers:`: `tensorboard` (event files in the run folder; the
+trainer adds it under `train.tensorboard: true`), `mlflow` (MLflow's tracking store: its default, a local database, needs
 no server) and `wandb` (Weights & Biases, online or offline). Each tracker is an optional extra
 (`pip install 't2t[mlflow]'`, `t2t[wandb]`, `t2t[tensorboard]`); a resumed run goes on in the
 same tracker run (its id is kept in the run folder)."""
@@ -14,6 +14,7 @@ import uuid
 from typing import Literal, Optional
 
 import t2t
+from t2t import checkpoint as ckpt
 from t2t.logger import Logger, flat, scalars
 from t2t.options import LoggerOptions, option
 
@@ -37,16 +38,15 @@ def _run_name(run, given: str | None) -> str:
     return given or run.directory.resolve().name
 
 
-def _kept_id(run, file: str, new) -> str:
-    """The tracker's run id kept in the run folder (a resumed run goes on in it), else a new one."""
+def _kept_id(run, file: str, new) -> tuple[str, bool]:
+    """(the tracker's run id, whether it is new): the one kept in the run folder where the run is
+    resumed (it goes on in it), else a new one, kept there."""
     path = run.directory / file
     if run.resumed and path.exists():
-        return json.loads(path.read_text(encoding="utf-8"))["id"]
+        return json.loads(path.read_text(encoding="utf-8"))["id"], False
     run_id = new()
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"id": run_id}), encoding="utf-8")
-    tmp.replace(path)
-    return run_id
+    ckpt.atomic_write(path, lambda f: f.write(json.dumps({"id": run_id}).encode()))
+    return run_id, True
 
 
 # --------------------------------------------------------------------------- TensorBoard
@@ -112,12 +112,11 @@ class MLflow(Logger):
         self.client = tracking.MlflowClient(tracking_uri=o.tracking_uri)
         found = self.client.get_experiment_by_name(o.experiment)
         experiment = found.experiment_id if found else self.client.create_experiment(o.experiment)
-        new = not (run.resumed and (run.directory / "mlflow_run.json").exists())
 
         def create():
             return self.client.create_run(experiment, run_name=_run_name(run, o.run_name),
                                           tags={"t2t.run_dir": str(run.directory.resolve())}).info.run_id
-        self.run_id = _kept_id(run, "mlflow_run.json", create)
+        self.run_id, new = _kept_id(run, "mlflow_run.json", create)
         if new:
             from mlflow.entities import Param
             params = [Param(k, json.dumps(v) if not isinstance(v, str) else v)
@@ -185,7 +184,7 @@ class Wandb(Logger):
     def t2t_run_start(self, run):
         wandb = _need("wandb", "wandb")
         o = self.options
-        run_id = _kept_id(run, "wandb_run.json", lambda: uuid.uuid4().hex[:8])
+        run_id, _ = _kept_id(run, "wandb_run.json", lambda: uuid.uuid4().hex[:8])
         self.run = wandb.init(project=o.project, entity=o.entity, mode=o.mode, name=_run_name(run, o.run_name),
                               id=run_id, resume="allow", dir=str(run.directory), config=run.recipe.to_dict(),
                               reinit="create_new", settings=wandb.Settings(console="off", silent=True))
@@ -213,39 +212,19 @@ class Wandb(Logger):
 # --------------------------------------------------------------------------- the run's own log
 
 
-_switched: dict = {}          # train.tensorboard: a TensorBoard logger per run folder
-
-
-def _tensorboard(run) -> TensorBoard | None:
-    if not run.recipe.train.tensorboard or run.rank != 0 or any(lg.name == "tensorboard" for lg in run.recipe.loggers):
-        return None
-    key = str(run.directory)
-    if key not in _switched:
-        _switched[key] = TensorBoard()
-        _switched[key].t2t_run_start(run)
-    return _switched[key]
-
-
 @t2t.hookimpl
 def t2t_run_start(run):
     _write(run, {"event": "start", "step": run.step, "resumed": run.resumed})
-    _tensorboard(run)
 
 
 @t2t.hookimpl
 def t2t_step_end(run, step, logs):
     _write(run, {"event": "step", "step": step, **logs})
-    tb = _tensorboard(run)
-    if tb:
-        tb.t2t_step_end(run, step, logs)
 
 
 @t2t.hookimpl
 def t2t_validation_end(run, step, results):
     _write(run, {"event": "valid", "step": step, **results})
-    tb = _tensorboard(run)
-    if tb:
-        tb.t2t_validation_end(run, step, results)
 
 
 @t2t.hookimpl
@@ -256,9 +235,6 @@ def t2t_checkpoint_saved(run, step, path):
 @t2t.hookimpl
 def t2t_run_end(run, summary):
     _write(run, {"event": "end", **summary})
-    tb = _switched.pop(str(run.directory), None)
-    if tb:
-        tb.close()
 
 
 @t2t.hookimpl

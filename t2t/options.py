@@ -279,7 +279,8 @@ class TrainOptions(Options):
                               "checkpoint (or the average_last average) stands for the run. For a final run on "
                               "all the data once its settings were chosen with validation")
     log_every: int = option(50, min=1, help="log every N updates")
-    tensorboard: bool = option(False, help="also write TensorBoard event files (needs `tensorboard`)")
+    tensorboard: bool = option(False, help="also write TensorBoard event files (the `tensorboard` logger; needs "
+                               "t2t[tensorboard])")
     max_nonfinite: int = option(20, min=0, help="stop after this many updates skipped for a non-finite loss")
     dist_timeout: float = option(600.0, min=5.0, help="seconds a worker waits for the others before giving up")
     max_sentences_decode: int = option(128, min=1, help="sentences per batch when decoding for validation")

@@ -284,10 +284,13 @@ class Trainer:
 
     @contextlib.contextmanager
     def _loggers(self):
-        """The recipe's loggers, made on the first worker and registered for this run's events."""
-        made = [self.registry.get("loggers", spec.name)(spec.options) for spec in self.recipe.loggers] \
-            if self.dist.main else []
-        names = [f"logger:{spec.name}:{id(obj)}" for spec, obj in zip(self.recipe.loggers, made)]
+        """The recipe's loggers (and TensorBoard's under `train.tensorboard`), made on the first
+        worker and registered for this run's events."""
+        wanted = [(spec.name, spec.options) for spec in self.recipe.loggers]
+        if self.opts.tensorboard and all(name != "tensorboard" for name, _ in wanted):
+            wanted.append(("tensorboard", None))
+        made = [self.registry.get("loggers", name)(options) for name, options in wanted] if self.dist.main else []
+        names = [f"logger:{name}:{id(obj)}" for (name, _), obj in zip(wanted, made)]
         for obj, name in zip(made, names):
             self.registry.pm.register(obj, name=name)
         try:

@@ -87,6 +87,7 @@ class Conv1dStem(nn.Module):
         b, s, f = src.shape
         real = (torch.arange(s, device=src.device)[None, :] < lengths[:, None])[..., None]     # (B, S, 1)
         top = src.masked_fill(~real, float("-inf")).amax(dim=(1, 2))
+        # log_mel's floors, after its (x + 4) / 4: log10(1e-10) = -10 -> -1.5; 8 below the loudest -> 2
         silence = torch.clamp(top - 2.0, min=-1.5).to(src.dtype)                              # (B,)
         out = silence[:, None, None].expand(b, self.frames, f).clone()
         out[:, :s] = torch.where(real, src, out[:, :s])

@@ -252,8 +252,8 @@ def log_mel(samples: torch.Tensor, n_mels: int = 80, rate: int = 16000, n_fft: i
     """Whisper's features of audio samples (T,) at `rate`: padded with silence (or cut) to
     `seconds`, a Hann-windowed power spectrogram, mel filters, log10 (floored at 1e-10), floored
     8 below the utterance's maximum, then (x + 4) / 4. Returns (frames, n_mels), frames =
-    seconds * rate / hop; with `trim`, only the frames the audio reaches: every later one equals
-    `silence(...)` of these, and Whisper's stem (`t2t.models.frontend.Conv1dStem`) puts them back.
+    seconds * rate / hop; with `trim`, only the frames the audio reaches: every later one is the
+    recording's silence, which Whisper's stem puts back (`t2t.models.frontend.Conv1dStem.fill`).
     Dither, where asked, is added to the audio's own samples."""
     n = seconds * rate
     x = samples.float()[:n]
