@@ -199,9 +199,6 @@ def read_parquet(path: Path, columns: Sequence[str], optional: Sequence[str] = (
         raise DataError(f"{path}: not a readable Parquet file ({e})") from None
 
 
-TABLE_FORMATS = ("tsv", "csv", "jsonl", "parquet")
-
-
 def read_table(path: Path, fmt: str, problems: Problems, columns: Sequence[str],
                optional: Sequence[str] = ()) -> Iterator[tuple[str, dict]]:
     """(where, row) of one file of a table format: `path:line` for text formats, `path:row N` for

@@ -102,3 +102,38 @@ def test_sources_longer_than_the_model_takes_are_cut_not_fatal(tmp_path, registr
     with caplog.at_level(logging.WARNING, logger="t2t"):
         out = pipe.generate(["a b " * 40, "c d"], max_len_a=3.0)
     assert len(out) == 2 and "1 source(s) longer than the model takes (24) were cut" in caplog.text
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 255)), min_size=1, max_size=8),
+       cut=st.integers(0, 10_000), fmt=st.sampled_from(["csv", "parquet"]))
+def test_damaged_csv_and_parquet_files_give_rows_or_one_data_error(tmp_path, flips, cut, fmt):
+    """Generated damage (flipped bytes, a cut) to a CSV or Parquet corpus: reading gives rows of
+    text or a DataError naming the file, never another exception."""
+    from t2t.data import read_table
+    path = tmp_path / f"train.{fmt}"
+    rows = [{"de": f"Satz {i}, mit \"Zeichen\"\nund Zeile", "en": f"sentence {i}"} for i in range(40)]
+    if fmt == "csv":
+        import csv
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["de", "en"])
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        pa = pytest.importorskip("pyarrow", reason="pyarrow (t2t[parquet]) is not installed")
+        import pyarrow.parquet as pq
+        pq.write_table(pa.table({k: [r[k] for r in rows] for k in ("de", "en")}), path, row_group_size=16)
+    data = bytearray(path.read_bytes())
+    for at, bits in flips:
+        data[at % len(data)] ^= bits
+    path.write_bytes(bytes(data[: max(1, len(data) - cut % len(data))]))
+    try:
+        got = list(read_table(path, fmt, Problems("skip"), ("de", "en")))
+    except DataError as e:
+        assert str(path) in str(e)
+        return
+    assert all(isinstance(row, dict) and where.startswith(str(path)) for where, row in got)
