@@ -27,6 +27,8 @@ from t2t.options import (DataOptions, DecodeOptions, LoggerOptions, MetricOption
                          TokenizerOptions, TrainOptions, fields_of, range_problem, to_plain)
 from t2t.registry import KINDS, get_registry
 
+# the tokenizer `name:` and model `arch:` a recipe gets without naming one (and no pretrained folder)
+DEFAULT_PLUGINS = {"tokenizer": "char", "model": "rnn"}
 SECTIONS = ("task", "data", "tokenizer", "model", "train", "decode", "metrics", "loggers", "seed", "output_dir")
 _STD_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq",
                                                    "merge", "timestamp")}
@@ -255,9 +257,10 @@ class _Validator:
         data_cls = getattr(task_cls, "Options", DataOptions) if task_cls else None
         pre = self.pretrained(sections)
         tok_cls = self.plugin_options(sections, "tokenizer", "name", "tokenizers", TokenizerOptions,
-                                      pre.tokenizer["name"] if pre else "char")
+                                      pre.tokenizer["name"] if pre else DEFAULT_PLUGINS["tokenizer"])
         model_cls = self.plugin_options(sections, "model", "arch", "models", ModelOptions,
-                                        "transformer" if self.find(sections, "model", "pretrained") else "rnn")
+                                        "transformer" if self.find(sections, "model", "pretrained")
+                                        else DEFAULT_PLUGINS["model"])
         given = {}                      # with a pretrained folder: its keys, and which a recipe may change
         if pre:
             given = {"tokenizer": (pre.tokenizer, pre.tokenizer_free), "model": (pre.model, PRETRAINED_FREE),

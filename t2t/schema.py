@@ -19,14 +19,13 @@ from typing import Any, Literal
 from t2t import pretrained
 from t2t.options import (DataOptions, DecodeOptions, LoggerOptions, MetricOptions, ModelOptions, TokenizerOptions, TrainOptions,
                          fields_of, to_plain)
-from t2t.recipe import PRETRAINED_FREE, SECTIONS
+from t2t.recipe import DEFAULT_PLUGINS, PRETRAINED_FREE, SECTIONS
 from t2t.registry import get_registry
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 PLUGIN_SECTIONS = {"data": ("tasks", "task", DataOptions), "tokenizer": ("tokenizers", "name", TokenizerOptions),
                    "model": ("models", "arch", ModelOptions), "metrics": ("metrics", "name", MetricOptions),
                    "loggers": ("loggers", "name", LoggerOptions)}
-DEFAULT_NAMES = {"tokenizer": "char", "model": "rnn"}
 
 
 def type_schema(tp: Any, lo: float | None = None, hi: float | None = None) -> dict:
@@ -112,8 +111,7 @@ def _when(section: str, key: str, name: str, default: bool) -> dict:
 def recipe_schema(registry=None) -> dict:
     """The JSON Schema of a recipe with the installed plugins."""
     registry = get_registry(registry)
-    tasks, tokenizers = registry.names("tasks"), registry.names("tokenizers")
-    models = registry.names("models")
+    tasks, models = registry.names("tasks"), registry.names("models")
     pretrained_model = {"properties": {"model": {"required": ["pretrained"]}}, "required": ["model"]}
     conditions: list[dict] = []
     for name in tasks:
@@ -121,30 +119,25 @@ def recipe_schema(registry=None) -> dict:
         conditions.append({"$comment": f"data: {name}", "if": {"properties": {"task": {"const": name}},
                                                                 "required": ["task"]},
                            "then": {"properties": {"data": options_schema(cls)}}})
-    own_tokenizers = []
     pretrained_tokenizers = set(pretrained.all_tokenizers())
     any_pretrained_tokenizer: dict[str, Any] = {}
-    for name in tokenizers:
-        tok = registry.get("tokenizers", name)
-        cls = getattr(tok, "Options", TokenizerOptions)
-        if tok in pretrained_tokenizers:
-            any_pretrained_tokenizer.update(options_schema(cls)["properties"])
-            continue
-        own_tokenizers.append(name)
-        conditions.append({"$comment": f"tokenizer: {name}",
-                           "if": {"allOf": [_when("tokenizer", "name", name, name == DEFAULT_NAMES["tokenizer"]),
-                                            {"not": pretrained_model}]},
-                           "then": {"properties": {"tokenizer": options_schema(cls, name_key="name", name=name)}}})
+    own: dict[str, list[str]] = {"tokenizer": [], "model": []}        # the names a recipe of its own may give
+    for section in ("tokenizer", "model"):
+        kind, key, base = PLUGIN_SECTIONS[section]
+        for name in registry.names(kind):
+            cls = getattr(registry.get(kind, name), "Options", base)
+            if section == "tokenizer" and registry.get(kind, name) in pretrained_tokenizers:
+                any_pretrained_tokenizer.update(options_schema(cls)["properties"])
+                continue
+            own[section].append(name)
+            conditions.append({"$comment": f"{section}: {name}",
+                               "if": {"allOf": [_when(section, key, name, name == DEFAULT_PLUGINS[section]),
+                                                {"not": pretrained_model}]},
+                               "then": {"properties": {section: options_schema(cls, name_key=key, name=name)}}})
     conditions.append({"$comment": "tokenizer: pretrained", "if": pretrained_model, "then": {"properties": {"tokenizer": {
         "type": "object", "additionalProperties": False, "properties": any_pretrained_tokenizer,
         "description": "the pretrained folder's tokenizer; which of these keys it takes is known when the "
                        "folder is read"}}}})
-    for name in models:
-        cls = getattr(registry.get("models", name), "Options", ModelOptions)
-        conditions.append({"$comment": f"model: {name}",
-                           "if": {"allOf": [_when("model", "arch", name, name == DEFAULT_NAMES["model"]),
-                                            {"not": pretrained_model}]},
-                           "then": {"properties": {"model": options_schema(cls, name_key="arch", name=name)}}})
     transformer = getattr(registry.get("models", "transformer"), "Options", ModelOptions) \
         if "transformer" in models else ModelOptions
     conditions.append({"$comment": "model: pretrained", "if": pretrained_model, "then": {"properties": {"model": {
@@ -160,7 +153,7 @@ def recipe_schema(registry=None) -> dict:
     props = {
         "task": {"enum": tasks, "description": "the task plugin: what the data is and how it is read"},
         "data": {"type": "object", "description": "the task's keys (see `t2t recipe-keys data`)"},
-        "tokenizer": {"type": "object", "properties": {"name": {"enum": own_tokenizers}},
+        "tokenizer": {"type": "object", "properties": {"name": {"enum": own["tokenizer"]}},
                       "description": "the tokenizer plugin and its keys (default name: char)"},
         "model": {"type": "object", "properties": {"arch": {"enum": models}},
                   "description": "the model plugin and its keys (default arch: rnn)"},
