@@ -335,9 +335,7 @@ def cmd_schema(args) -> int:
         sys.stdout.write(text)
         return 0
     out = Path(args.output)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    ckpt.atomic_write(out, lambda f: f.write(text.encode("utf-8")))
     log.info(f"recipe schema written to {out}; point your editor's YAML language server at it, e.g. a first line "
              f"`# yaml-language-server: $schema={out.resolve()}` in a recipe")
     return 0
