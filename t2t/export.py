@@ -61,7 +61,7 @@ def export_hf(pipe: Pipeline, out: str | os.PathLike, force: bool = False) -> Pa
 
 def is_whisper(pipe: Pipeline) -> bool:
     """A run of a Whisper folder (exported as CTranslate2's Whisper model)."""
-    return type(pipe.tgt_tok).__name__ == "WhisperTokenizer"
+    return isinstance(pipe.tgt_tok, pretrained.whisper.WhisperTokenizer)
 
 
 def check_exportable(pipe: Pipeline) -> None:
@@ -104,9 +104,10 @@ def export_ctranslate2(pipe: Pipeline, out: str | os.PathLike, quantization: str
     try:
         if is_whisper(pipe):
             write_spec(whisper_spec(pipe.model, pipe.tgt_tok), tmp, quantization)
+            defaults = whisper_decoding(pipe)
         else:
             write_ctranslate2(pipe.model, pipe.src_tok.vocab, pipe.tgt_tok.vocab, tmp, quantization)
-        defaults = whisper_decoding(pipe) if is_whisper(pipe) else decoding_defaults(pipe)
+            defaults = decoding_defaults(pipe)
         (tmp / "decoding.json").write_text(json.dumps(defaults, indent=1) + "\n")
         for name, data in tokenizer_files(pipe).items():
             (tmp / name).write_bytes(data)
