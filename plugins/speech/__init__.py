@@ -269,7 +269,8 @@ class Speech(t2t.Task):
         when given a generator (training features)."""
         o = self.options
         if o.features == "whisper":
-            return log_mel(samples, o.n_mels, o.sample_rate, dither=o.dither if dither is not None else 0.0,
+            return log_mel(samples, o.n_mels, o.sample_rate, n_fft=round(o.frame_ms * o.sample_rate / 1000),
+                           hop=round(o.hop_ms * o.sample_rate / 1000), dither=o.dither if dither is not None else 0.0,
                            generator=dither, trim=True)           # the model's stem puts the silence back
         feats = fbank(samples, o.sample_rate, o.n_mels, o.frame_ms, o.hop_ms, window=o.window,
                       dither=o.dither if dither is not None else 0.0, generator=dither)
