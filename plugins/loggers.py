@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 import uuid
 from typing import Literal, Optional
@@ -17,6 +18,8 @@ import t2t
 from t2t import checkpoint as ckpt
 from t2t.logger import Logger, flat, scalars
 from t2t.options import LoggerOptions, option
+
+log = logging.getLogger("t2t")
 
 
 def _write(run, record: dict) -> None:
@@ -43,7 +46,13 @@ def _kept_id(run, file: str, new) -> tuple[str, bool]:
     resumed (it goes on in it), else a new one, kept there."""
     path = run.directory / file
     if run.resumed and path.exists():
-        return json.loads(path.read_text(encoding="utf-8"))["id"], False
+        try:
+            kept = json.loads(path.read_text(encoding="utf-8"))["id"]
+            if isinstance(kept, str) and kept:
+                return kept, False
+        except (ValueError, KeyError, TypeError):
+            pass
+        log.warning(f"{path}: damaged, so the resumed run goes into a new tracker run (the old one is left as it is)")
     run_id = new()
     ckpt.atomic_write(path, lambda f: f.write(json.dumps({"id": run_id}).encode()))
     return run_id, True

@@ -75,3 +75,29 @@ def test_tensorboard_named_in_the_recipe_writes_event_files(tmp_path, registry):
     pytest.importorskip("tensorboard", reason="tensorboard (t2t[tensorboard]) is not installed")
     train(recipe(tmp_path, ["tensorboard"]))
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flips=st.lists(st.tuples(st.integers(0, 100), st.integers(1, 255)), max_size=4), cut=st.integers(0, 40))
+def test_a_damaged_tracker_run_id_file_starts_a_new_tracker_run(tmp_path, flips, cut):
+    """The run id file a resumed run reads back (flipped bytes, a cut): its id where it still is one,
+    else a new id, kept; never an exception."""
+    from types import SimpleNamespace
+
+    from t2t_plugins.loggers import _kept_id
+    run = SimpleNamespace(directory=tmp_path, resumed=True)
+    path = tmp_path / "mlflow_run.json"
+    path.write_text(json.dumps({"id": "abc123"}))
+    data = bytearray(path.read_bytes())
+    for at, bits in flips:
+        data[at % len(data)] ^= bits
+    path.write_bytes(bytes(data[: len(data) - cut % len(data)]))
+    run_id, new = _kept_id(run, "mlflow_run.json", lambda: "fresh")
+    assert isinstance(run_id, str) and run_id and new == (run_id == "fresh")
+    if not flips and not cut % len(data):
+        assert (run_id, new) == ("abc123", False)
+    assert _kept_id(run, "mlflow_run.json", lambda: "other") == (run_id, False)      # what it kept is read back
